@@ -1,0 +1,408 @@
+// Package cluster is the cluster of appliances: the raft node and its FSM,
+// the commands that change replicated state, the operations runner and the
+// cluster lock.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"conclave/store"
+)
+
+// Timing holds raft's timeouts. The defaults suit a LAN of appliances: a
+// follower notices a dead leader within about a second, and a leader that
+// lost its majority steps down within the lease.
+type Timing struct {
+	Heartbeat   time.Duration
+	Election    time.Duration
+	LeaderLease time.Duration
+	Commit      time.Duration
+	// ApplyTimeout bounds how long a proposal waits to be committed.
+	ApplyTimeout time.Duration
+}
+
+// DefaultTiming returns the documented defaults.
+func DefaultTiming() Timing {
+	return Timing{
+		Heartbeat:    500 * time.Millisecond,
+		Election:     500 * time.Millisecond,
+		LeaderLease:  250 * time.Millisecond,
+		Commit:       5 * time.Millisecond,
+		ApplyTimeout: 10 * time.Second,
+	}
+}
+
+// Identity is who this appliance is; it is made on first start and kept in
+// the data directory beside the raft log.
+type Identity struct {
+	ID        string    `json:"id"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// LoadIdentity reads the identity from dataDir, making one on first start.
+func LoadIdentity(dataDir string) (Identity, bool, error) {
+	path := filepath.Join(dataDir, "identity.json")
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		var id Identity
+		if err := json.Unmarshal(raw, &id); err != nil || id.ID == "" {
+			return id, false, fmt.Errorf("identity %s is damaged: %v", path, err)
+		}
+		return id, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return Identity{}, false, fmt.Errorf("identity: %w", err)
+	}
+	id := Identity{ID: uuid.NewString(), CreatedAt: time.Now().UTC()}
+	raw, _ = json.MarshalIndent(id, "", "  ")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return id, false, fmt.Errorf("identity: %w", err)
+	}
+	if err := writeFileAtomic(path, raw, 0o600); err != nil {
+		return id, false, fmt.Errorf("identity: %w", err)
+	}
+	return id, true, nil
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Config is what a Node needs.
+type Config struct {
+	DataDir   string
+	Identity  Identity
+	Name      string
+	Advertise string // host:port other members use
+	Version   string
+	Store     *store.Store
+	Log       *slog.Logger
+	Stream    raft.StreamLayer
+	Timing    Timing
+}
+
+// Node is this appliance's member of the raft group.
+type Node struct {
+	cfg       Config
+	raft      *raft.Raft
+	logStore  *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	store     *store.Store
+	log       *slog.Logger
+	closing   chan struct{}
+	wg        sync.WaitGroup
+	applied   atomic.Uint64
+	ready     chan struct{}
+	readyOnce sync.Once
+	runner    *Runner
+	started   time.Time
+	// healthChecks are added before the node serves requests.
+	healthChecks []HealthCheck
+}
+
+// ErrNotLeader is returned for a proposal on a member that is not the
+// primary (forwarding comes with multi-member clusters).
+var ErrNotLeader = errors.New("this appliance is not the primary")
+
+// Start opens the raft log and starts the node. On the very first start it
+// bootstraps a one-member cluster; later starts find their state on disk.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = DefaultTiming()
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft directory: %w", err)
+	}
+	n := &Node{cfg: cfg, store: cfg.Store, log: cfg.Log, closing: make(chan struct{}), ready: make(chan struct{}), started: time.Now().UTC()}
+	n.runner = newRunner(n)
+	index, _, err := cfg.Store.AppliedIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.applied.Store(index)
+
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{cfg.Log}})
+	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "log.bolt")})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
+	if err != nil {
+		logStore.Close()
+		return nil, fmt.Errorf("open raft snapshots: %w", err)
+	}
+	n.logStore = logStore
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  cfg.Stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hlog,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Identity.ID)
+	rc.HeartbeatTimeout = cfg.Timing.Heartbeat
+	rc.ElectionTimeout = cfg.Timing.Election
+	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLease
+	rc.CommitTimeout = cfg.Timing.Commit
+	rc.Logger = hlog
+	// The FSM's state lives in PostgreSQL and survives restarts.
+	rc.NoSnapshotRestoreOnStart = true
+
+	f := &fsm{store: cfg.Store, log: cfg.Log, closing: n.closing, applied: func(i uint64) { n.applied.Store(i) }}
+	hasState, err := raft.HasExistingState(logStore, logStore, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
+	if !hasState {
+		cfg.Log.Info("bootstrapping a new one-member cluster", "member", cfg.Identity.ID)
+		err := raft.BootstrapCluster(rc, logStore, logStore, snaps, n.transport, raft.Configuration{Servers: []raft.Server{
+			{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise)},
+		}})
+		if err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("bootstrap cluster: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, f, logStore, logStore, snaps, n.transport)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.wg.Add(1)
+	go n.watchLeadership()
+	return n, nil
+}
+
+func (n *Node) closeStores() {
+	n.transport.Close()
+	n.logStore.Close()
+}
+
+// Shutdown stops the operations runner and raft, and closes the raft log.
+func (n *Node) Shutdown() error {
+	close(n.closing)
+	n.runner.stop()
+	err := n.raft.Shutdown().Error()
+	n.wg.Wait()
+	n.transport.Close()
+	if cerr := n.logStore.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("stop raft: %w", err)
+	}
+	return nil
+}
+
+// ID is this member's ID.
+func (n *Node) ID() string { return n.cfg.Identity.ID }
+
+// Name is this member's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Version is this member's build.
+func (n *Node) Version() string { return n.cfg.Version }
+
+// Ready is closed once the cluster exists and this member has applied it.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// IsLeader tells whether this member is the primary.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Runner is the operations runner.
+func (n *Node) Runner() *Runner { return n.runner }
+
+// Status is what this member knows of raft right now.
+type Status struct {
+	RaftState    string
+	LeaderID     string
+	LeaderAddr   string
+	LastContact  time.Time
+	AppliedIndex uint64
+	CommitIndex  uint64
+	LastIndex    uint64
+	Term         uint64
+	Voters       int
+}
+
+// Status reports raft's view from this member.
+func (n *Node) Status() Status {
+	addr, id := n.raft.LeaderWithID()
+	st := Status{
+		RaftState:    n.raft.State().String(),
+		LeaderID:     string(id),
+		LeaderAddr:   string(addr),
+		LastContact:  n.raft.LastContact(),
+		AppliedIndex: n.applied.Load(),
+		CommitIndex:  n.raft.CommitIndex(),
+		LastIndex:    n.raft.LastIndex(),
+		Term:         n.raft.CurrentTerm(),
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				st.Voters++
+			}
+		}
+	}
+	return st
+}
+
+// Propose commits cmd through raft and waits until this member has applied
+// it. It fills in the command's ID, time and member when they are empty. A
+// command refused by the FSM returns its *store.Rejection.
+func (n *Node) Propose(ctx context.Context, cmd Command) error {
+	if cmd.ID == "" {
+		cmd.ID = uuid.NewString()
+	}
+	if cmd.At.IsZero() {
+		cmd.At = time.Now().UTC()
+	}
+	if cmd.Member == "" {
+		cmd.Member = n.ID()
+	}
+	if cmd.Actor == "" {
+		cmd.Actor = "system"
+	}
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		return fmt.Errorf("propose %s: %w", cmd.Type, err)
+	}
+	timeout := n.cfg.Timing.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("propose %s: %w", cmd.Type, err)
+	}
+	if res, ok := f.Response().(ApplyResult); ok && res.Rejection != nil {
+		return res.Rejection
+	}
+	return nil
+}
+
+// ProposeData encodes data into a command of type typ and proposes it.
+func (n *Node) ProposeData(ctx context.Context, typ, actor string, data any, ev *EventSpec) error {
+	cmd, err := Encode(typ, data)
+	if err != nil {
+		return err
+	}
+	cmd.Actor = actor
+	cmd.Event = ev
+	return n.Propose(ctx, cmd)
+}
+
+// RecordEvent appends an audit event that has no other effect.
+func (n *Node) RecordEvent(ctx context.Context, actor string, ev EventSpec) error {
+	return n.Propose(ctx, Command{Type: CmdRecordEvent, Actor: actor, Event: &ev})
+}
+
+// watchLeadership does the primary's duties each time this member becomes
+// the leader: create the cluster on first start, keep its own member record
+// current, and settle operations a previous primary left unfinished.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-n.closing:
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			if isLeader {
+				n.onLeader()
+			}
+		case <-check.C:
+			// Ready also on followers, once they applied the cluster.
+			if _, err := n.store.Cluster(context.Background()); err == nil {
+				n.readyOnce.Do(func() { close(n.ready) })
+			}
+		}
+	}
+}
+
+func (n *Node) onLeader() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Wait until every entry of earlier terms is applied here.
+	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+		n.log.Warn("barrier after election", "err", err)
+		return
+	}
+	me := MemberData{ID: n.ID(), Name: n.cfg.Name, Address: n.cfg.Advertise, Version: n.cfg.Version, IsVoter: true}
+	if _, err := n.store.Cluster(ctx); errors.Is(err, store.ErrNotFound) {
+		err := n.ProposeData(ctx, CmdInitCluster, "system", InitCluster{ClusterID: uuid.NewString(), Member: me},
+			&EventSpec{Type: "ClusterCreated", Details: map[string]string{"member": n.cfg.Name}})
+		if err != nil {
+			n.log.Error("create cluster", "err", err)
+			return
+		}
+	} else if err != nil {
+		n.log.Error("read cluster", "err", err)
+		return
+	} else if err := n.refreshSelf(ctx, me); err != nil {
+		n.log.Error("update member record", "err", err)
+	}
+	n.readyOnce.Do(func() { close(n.ready) })
+	n.runner.settleOrphans(ctx)
+}
+
+func (n *Node) refreshSelf(ctx context.Context, me MemberData) error {
+	members, err := n.store.Members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.ID == me.ID && m.Name == me.Name && m.Address == me.Address && m.Version == me.Version && m.IsVoter == me.IsVoter {
+			return nil
+		}
+	}
+	return n.ProposeData(ctx, CmdPutMember, "system", me, nil)
+}
+
+// slogWriter feeds raft's hclog output into slog.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn(string(trimNewline(p)), "component", "raft")
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+var _ io.Writer = slogWriter{}

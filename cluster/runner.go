@@ -1,0 +1,187 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"conclave/store"
+)
+
+// StepFunc runs one step of an operation. It reports progress through p.
+type StepFunc func(ctx context.Context, p *Progress) error
+
+// StepSpec is a named step.
+type StepSpec struct {
+	Name string
+	Run  StepFunc
+}
+
+// OperationSpec describes an operation for the runner.
+type OperationSpec struct {
+	Kind       string // the lock kind: Enroll, Remove, Failover, Reset, ...
+	Steps      []StepSpec
+	StartEvent string // e.g. ClusterReplicaEnrollmentStarted
+	EndEvent   string // e.g. ClusterReplicaEnrollmentCompleted
+	Details    map[string]string
+}
+
+// Runner runs operations on the primary. Every start, progress report and
+// end of a step is a raft command, so every member shows the same progress,
+// and a primary elected after a crash finds what was going on.
+type Runner struct {
+	n       *Node
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func newRunner(n *Node) *Runner {
+	return &Runner{n: n, running: map[string]context.CancelFunc{}}
+}
+
+// Start takes the cluster lock for a new operation and runs it in the
+// background. It fails when the lock is held, naming the holder.
+func (r *Runner) Start(ctx context.Context, actor string, spec OperationSpec) (string, error) {
+	opID := uuid.NewString()
+	names := make([]string, len(spec.Steps))
+	for i, s := range spec.Steps {
+		names[i] = s.Name
+	}
+	var ev *EventSpec
+	if spec.StartEvent != "" {
+		ev = &EventSpec{Type: spec.StartEvent, OperationID: opID, Details: spec.Details}
+	}
+	if err := r.n.ProposeData(ctx, CmdCreateOperation, actor, CreateOperation{OperationID: opID, Kind: spec.Kind, Steps: names}, ev); err != nil {
+		return "", err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	r.running[opID] = cancel
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.running, opID)
+			r.mu.Unlock()
+			cancel()
+		}()
+		r.run(runCtx, opID, actor, spec)
+	}()
+	return opID, nil
+}
+
+func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec) {
+	log := r.n.log.With("operation", opID, "kind", spec.Kind)
+	result, errText := OpSucceeded, ""
+	for i, s := range spec.Steps {
+		p := &Progress{r: r, opID: opID, actor: actor, index: i, name: s.Name, started: time.Now().UTC()}
+		if err := p.set(ctx, StepRunning, 0, "", nil); err != nil {
+			log.Warn("operation abandoned: cannot record progress", "err", err)
+			return
+		}
+		err := s.Run(ctx, p)
+		end := time.Now().UTC()
+		if err != nil {
+			log.Warn("operation step failed", "step", s.Name, "err", err)
+			p.set(ctx, StepFailed, p.percent, err.Error(), &end)
+			for j := i + 1; j < len(spec.Steps); j++ {
+				q := &Progress{r: r, opID: opID, actor: actor, index: j, name: spec.Steps[j].Name}
+				q.set(ctx, StepSkipped, 0, "not run: an earlier step failed", nil)
+			}
+			result, errText = OpFailed, fmt.Sprintf("%s: %v", s.Name, err)
+			break
+		}
+		if err := p.set(ctx, StepSucceeded, 100, p.message, &end); err != nil {
+			log.Warn("operation abandoned: cannot record progress", "err", err)
+			return
+		}
+	}
+	var ev *EventSpec
+	if spec.EndEvent != "" {
+		details := map[string]string{"result": result}
+		for k, v := range spec.Details {
+			details[k] = v
+		}
+		if errText != "" {
+			details["error"] = errText
+		}
+		ev = &EventSpec{Type: spec.EndEvent, OperationID: opID, Details: details}
+	}
+	finishCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.n.ProposeData(finishCtx, CmdFinishOperation, actor, FinishOperation{OperationID: opID, State: result, Error: errText}, ev); err != nil {
+		log.Warn("cannot record the end of the operation", "err", err)
+	}
+}
+
+// settleOrphans ends operations that no runner of this member is running:
+// their primary stopped mid-way, and nobody knows how far they got.
+func (r *Runner) settleOrphans(ctx context.Context) {
+	ops, err := r.n.store.UnfinishedOperations(ctx)
+	if err != nil {
+		r.n.log.Error("look for unfinished operations", "err", err)
+		return
+	}
+	for _, op := range ops {
+		r.mu.Lock()
+		_, mine := r.running[op.ID]
+		r.mu.Unlock()
+		if mine {
+			continue
+		}
+		msg := fmt.Sprintf("the primary that ran it (member %s) stopped before it ended; check the cluster view before retrying", op.OwnerID)
+		err := r.n.ProposeData(ctx, CmdFinishOperation, "system", FinishOperation{OperationID: op.ID, State: OpResultUnknown, Error: msg},
+			&EventSpec{Type: "OperationResultUnknown", OperationID: op.ID, Details: map[string]string{"kind": op.Kind}})
+		if err != nil {
+			r.n.log.Error("settle unfinished operation", "operation", op.ID, "err", err)
+		}
+	}
+}
+
+func (r *Runner) stop() {
+	r.mu.Lock()
+	for _, cancel := range r.running {
+		cancel()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// Progress reports a running step's progress. Reports are rate-limited so a
+// busy step does not flood the raft log.
+type Progress struct {
+	r       *Runner
+	opID    string
+	actor   string
+	index   int
+	name    string
+	started time.Time
+	percent int
+	message string
+	last    time.Time
+}
+
+// Report sets the step's percentage and message.
+func (p *Progress) Report(ctx context.Context, percent int, message string) error {
+	p.percent, p.message = min(max(percent, 0), 100), message
+	if time.Since(p.last) < 250*time.Millisecond {
+		return nil
+	}
+	return p.set(ctx, StepRunning, p.percent, message, nil)
+}
+
+func (p *Progress) set(ctx context.Context, state string, percent int, message string, ended *time.Time) error {
+	p.last = time.Now()
+	started := p.started
+	step := store.Step{Name: p.name, State: state, Message: message, Percent: percent, EndedAt: ended}
+	if !started.IsZero() {
+		step.StartedAt = &started
+	}
+	return p.r.n.ProposeData(ctx, CmdUpdateStep, p.actor, UpdateStep{OperationID: p.opID, Index: p.index, Step: step}, nil)
+}

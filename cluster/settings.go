@@ -1,0 +1,69 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"conclave/store"
+)
+
+// Settings are the cluster-wide settings, replicated through raft.
+type Settings struct {
+	ClusterName string `json:"clusterName"`
+	ClusterURL  string `json:"clusterUrl"`
+	OIDC        OIDCSettings
+}
+
+// OIDCSettings configure sign-in through an OpenID Connect provider.
+type OIDCSettings struct {
+	Issuer       string            `json:"issuer"`
+	ClientID     string            `json:"clientId"`
+	ClientSecret string            `json:"clientSecret"`
+	DisplayName  string            `json:"displayName"`
+	RolesClaim   string            `json:"rolesClaim"`
+	RoleMapping  map[string]string `json:"roleMapping"` // claim value -> role
+}
+
+// Enabled tells whether OIDC sign-in is configured.
+func (o OIDCSettings) Enabled() bool { return o.Issuer != "" && o.ClientID != "" }
+
+// Setting keys as stored.
+const (
+	KeyClusterName  = "clusterName"
+	KeyClusterURL   = "clusterUrl"
+	KeyOIDC         = "oidc"
+	DefaultRolesKey = "groups"
+)
+
+// LoadSettings reads the settings, with defaults for what is not set.
+func LoadSettings(ctx context.Context, st *store.Store) (Settings, error) {
+	raw, err := st.Settings(ctx)
+	if err != nil {
+		return Settings{}, err
+	}
+	s := Settings{ClusterName: "Conclave"}
+	if v, ok := raw[KeyClusterName]; ok {
+		json.Unmarshal(v, &s.ClusterName)
+	}
+	if v, ok := raw[KeyClusterURL]; ok {
+		json.Unmarshal(v, &s.ClusterURL)
+	}
+	if v, ok := raw[KeyOIDC]; ok {
+		if err := json.Unmarshal(v, &s.OIDC); err != nil {
+			return s, fmt.Errorf("oidc settings: %w", err)
+		}
+	}
+	if s.OIDC.RolesClaim == "" {
+		s.OIDC.RolesClaim = DefaultRolesKey
+	}
+	return s, nil
+}
+
+// SettingsValues turns settings into the values of a CmdPutSettings.
+func SettingsValues(s Settings) map[string]json.RawMessage {
+	name, _ := json.Marshal(s.ClusterName)
+	url, _ := json.Marshal(s.ClusterURL)
+	oidc, _ := json.Marshal(s.OIDC)
+	return map[string]json.RawMessage{KeyClusterName: name, KeyClusterURL: url, KeyOIDC: oidc}
+}

@@ -1,0 +1,174 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"conclave/store"
+)
+
+// Member states, with the same names in the console, the API and the events.
+const (
+	StateOnline            = "Online"
+	StateReplicaWithQuorum = "ReplicaWithQuorum"
+	StateReplicaNoQuorum   = "ReplicaNoQuorum"
+	StatePrimaryNoQuorum   = "PrimaryNoQuorum"
+	StateEnrollingReplica  = "EnrollingReplica"
+	StateLeavingCluster    = "LeavingCluster"
+	StateMaintenance       = "Maintenance"
+	StateIsolated          = "Isolated"
+	StateStandaloneRO      = "StandaloneReadOnly"
+	StateQuarantine        = "Quarantine"
+	StateUnreachable       = "Unreachable"
+	StateUnknown           = "Unknown"
+)
+
+// StateLabel is how a state reads in the console.
+func StateLabel(s string) string {
+	switch s {
+	case StateOnline:
+		return "Online"
+	case StateReplicaWithQuorum:
+		return "Replica, in contact"
+	case StateReplicaNoQuorum:
+		return "Replica, no quorum"
+	case StatePrimaryNoQuorum:
+		return "Primary, no quorum"
+	case StateEnrollingReplica:
+		return "Enrolling"
+	case StateLeavingCluster:
+		return "Leaving the cluster"
+	case StateIsolated:
+		return "Offline Workflow"
+	case StateStandaloneRO:
+		return "Online Read-only"
+	}
+	return s
+}
+
+// Health levels.
+const (
+	HealthHealthy = "Healthy"
+	HealthWarning = "Warning"
+	HealthSick    = "Sick"
+)
+
+// HealthCheck reports one aspect of this appliance's health; an empty
+// level means nothing to report.
+type HealthCheck func(ctx context.Context) (level, reason string)
+
+// MemberStatus is a member as the console and the API show it.
+type MemberStatus struct {
+	store.Member
+	Role         string // Primary or Replica
+	State        string
+	Health       string
+	HealthReason string
+	IsSelf       bool
+	UpSince      time.Time // this appliance's process start, for the member itself
+	CheckedAt    time.Time
+}
+
+// SelfState is this member's state as it knows it.
+func (n *Node) SelfState() string {
+	switch n.raft.State() {
+	case raft.Leader:
+		return StateOnline
+	case raft.Follower:
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return StateReplicaWithQuorum
+		}
+		return StateReplicaNoQuorum
+	case raft.Candidate:
+		return StateReplicaNoQuorum
+	}
+	return StateUnknown
+}
+
+// SelfHealth runs the health checks of this appliance and returns the worst
+// result with every reason that is not healthy.
+func (n *Node) SelfHealth(ctx context.Context) (level, reason string) {
+	level, reason = HealthHealthy, "All checks pass"
+	var reasons []string
+	worst := 0
+	rank := map[string]int{HealthHealthy: 0, HealthWarning: 1, HealthSick: 2}
+	checks := append([]HealthCheck{n.checkDatabase, n.checkApplyLag}, n.healthChecks...)
+	for _, check := range checks {
+		l, r := check(ctx)
+		if l == "" || l == HealthHealthy {
+			continue
+		}
+		reasons = append(reasons, r)
+		if rank[l] > worst {
+			worst, level = rank[l], l
+		}
+	}
+	if len(reasons) > 0 {
+		reason = reasons[0]
+		for _, r := range reasons[1:] {
+			reason += "; " + r
+		}
+	}
+	return level, reason
+}
+
+// AddHealthCheck adds a check to SelfHealth.
+func (n *Node) AddHealthCheck(c HealthCheck) { n.healthChecks = append(n.healthChecks, c) }
+
+func (n *Node) checkDatabase(ctx context.Context) (string, string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := n.store.Ping(ctx); err != nil {
+		return HealthSick, fmt.Sprintf("the appliance's database does not answer: %v", err)
+	}
+	return "", ""
+}
+
+func (n *Node) checkApplyLag(context.Context) (string, string) {
+	lag := int64(n.raft.CommitIndex()) - int64(n.applied.Load())
+	if lag > 1000 {
+		return HealthWarning, fmt.Sprintf("applying committed changes is %d entries behind", lag)
+	}
+	return "", ""
+}
+
+// MemberStatuses lists the members with their roles, states and health.
+// Only this member's own state is known first-hand; others are Unknown
+// until they are probed.
+func (n *Node) MemberStatuses(ctx context.Context) ([]MemberStatus, error) {
+	members, err := n.store.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	now := time.Now().UTC()
+	out := make([]MemberStatus, 0, len(members))
+	for _, m := range members {
+		ms := MemberStatus{Member: m, Role: "Replica", State: StateUnknown, Health: HealthWarning, HealthReason: "not measured from this appliance yet", CheckedAt: now}
+		if string(leaderID) == m.ID {
+			ms.Role = "Primary"
+		}
+		if m.ID == n.ID() {
+			ms.IsSelf = true
+			ms.State = n.SelfState()
+			ms.Health, ms.HealthReason = n.SelfHealth(ctx)
+			ms.UpSince = n.started
+			if n.IsLeader() {
+				ms.Role = "Primary"
+			}
+		}
+		out = append(out, ms)
+	}
+	return out, nil
+}
+
+// FaultTolerance is how many voters may fail before consensus is lost.
+func FaultTolerance(voters int) int {
+	if voters <= 0 {
+		return 0
+	}
+	return (voters - 1) / 2
+}

@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// RaftALPN is the TLS application protocol that carries raft on the
+// appliance's HTTPS port: one port, one TLS identity for browsers, the node
+// API and raft.
+const RaftALPN = "conclave-raft/1"
+
+// Dialer opens connections to other members. Production passes a
+// net.Dialer; the test harness passes one that cuts, delays or drops links.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// StreamLayer is raft's transport over TLS. Incoming raft connections are
+// handed over by the HTTPS server (HandOff) after the TLS handshake chose
+// RaftALPN; outgoing ones are dialled with ClientTLS.
+type StreamLayer struct {
+	addr      net.Addr
+	dialer    Dialer
+	clientTLS func() *tls.Config
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// NewStreamLayer returns a stream layer that advertises addr.
+func NewStreamLayer(addr net.Addr, dialer Dialer, clientTLS func() *tls.Config) *StreamLayer {
+	return &StreamLayer{addr: addr, dialer: dialer, clientTLS: clientTLS, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// HandOff gives an accepted raft connection to raft, and returns when raft
+// is done with it (the HTTPS server closes the connection on return).
+func (s *StreamLayer) HandOff(c *tls.Conn) {
+	done := make(chan struct{})
+	wrapped := &handedConn{Conn: c, done: done}
+	select {
+	case s.conns <- wrapped:
+	case <-s.closed:
+		return
+	}
+	select {
+	case <-done:
+	case <-s.closed:
+	}
+}
+
+type handedConn struct {
+	net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *handedConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return c.Conn.Close()
+}
+
+// Accept waits for the next raft connection.
+func (s *StreamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.closed:
+		return nil, errors.New("raft stream layer closed")
+	}
+}
+
+// Close stops accepting.
+func (s *StreamLayer) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return nil
+}
+
+// Addr is the advertised address.
+func (s *StreamLayer) Addr() net.Addr { return s.addr }
+
+// Dial opens a raft connection to another member.
+func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	raw, err := s.dialer.DialContext(ctx, "tcp", string(address))
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.clientTLS()
+	cfg.NextProtos = []string{RaftALPN}
+	c := tls.Client(raw, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	if c.ConnectionState().NegotiatedProtocol != RaftALPN {
+		c.Close()
+		return nil, errors.New("peer does not speak raft over TLS")
+	}
+	return c, nil
+}
+
+// AdvertiseAddr turns "host:port" into a net.Addr for the stream layer.
+type AdvertiseAddr string
+
+func (a AdvertiseAddr) Network() string { return "tcp" }
+func (a AdvertiseAddr) String() string  { return string(a) }

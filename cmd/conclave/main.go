@@ -1,0 +1,216 @@
+// Command conclave is the Conclave appliance: one binary for serving the
+// console and cluster, migrating its database, and the local demo.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"conclave/cluster"
+	"conclave/pgctl"
+	"conclave/store"
+	"conclave/web"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `conclave: a clustered appliance for privileged access
+
+Usage:
+  conclave serve   [flags]   start this appliance (console, API, cluster)
+  conclave migrate [flags]   bring the database schema up to date and exit
+  conclave version           print the build
+
+Run 'conclave serve -h' for the flags; each has an environment variable.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:], os.Stdout)
+	case "migrate":
+		err = migrate(os.Args[2:])
+	case "version", "--version", "-version":
+		fmt.Println("conclave", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "conclave: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "conclave:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+// serveFlags are the flags of serve (and migrate, which needs the database).
+type serveFlags struct {
+	cfg      web.Config
+	logLevel string
+}
+
+func parseServeFlags(name string, args []string) (*serveFlags, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	f := &serveFlags{}
+	c := &f.cfg
+	fs.StringVar(&c.Listen, "listen", env("CONCLAVE_LISTEN", "127.0.0.1:8441"), "HTTPS address to listen on (CONCLAVE_LISTEN)")
+	fs.StringVar(&c.Advertise, "advertise", env("CONCLAVE_ADVERTISE", ""), "host:port other members use to reach this one; default: the listen address (CONCLAVE_ADVERTISE)")
+	fs.StringVar(&c.DataDir, "data-dir", env("CONCLAVE_DATA_DIR", "./var/appliance"), "data directory: raft log, certificates, private PostgreSQL (CONCLAVE_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("CONCLAVE_DATABASE_URL", ""), "PostgreSQL URL; default: a private PostgreSQL under the data directory (CONCLAVE_DATABASE_URL)")
+	fs.StringVar(&c.Name, "name", env("CONCLAVE_NAME", ""), "this appliance's name; default: the host name (CONCLAVE_NAME)")
+	fs.StringVar(&c.OIDC.Issuer, "oidc-issuer", env("CONCLAVE_OIDC_ISSUER", ""), "OpenID Connect issuer URL; when set, wins over Settings (CONCLAVE_OIDC_ISSUER)")
+	fs.StringVar(&c.OIDC.ClientID, "oidc-client-id", env("CONCLAVE_OIDC_CLIENT_ID", ""), "OIDC client ID (CONCLAVE_OIDC_CLIENT_ID)")
+	fs.StringVar(&c.OIDC.DisplayName, "oidc-name", env("CONCLAVE_OIDC_NAME", ""), "label of the sign-in button (CONCLAVE_OIDC_NAME)")
+	fs.StringVar(&c.OIDC.RolesClaim, "oidc-roles-claim", env("CONCLAVE_OIDC_ROLES_CLAIM", "groups"), "ID token claim that carries groups or roles (CONCLAVE_OIDC_ROLES_CLAIM)")
+	roleMap := fs.String("oidc-role-map", env("CONCLAVE_OIDC_ROLE_MAP", ""), "claim values to roles: 'admins=ApplianceAdministrator,helpdesk=Helpdesk' (CONCLAVE_OIDC_ROLE_MAP)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", 30*time.Minute, "sign out after this much inactivity")
+	fs.DurationVar(&c.SessionAbsolute, "session-max", 12*time.Hour, "sign out after this long in any case")
+	fs.StringVar(&f.logLevel, "log-level", env("CONCLAVE_LOG_LEVEL", "info"), "debug, info, warn or error (CONCLAVE_LOG_LEVEL)")
+	t := cluster.DefaultTiming()
+	fs.DurationVar(&t.Heartbeat, "raft-heartbeat", t.Heartbeat, "raft heartbeat timeout")
+	fs.DurationVar(&t.Election, "raft-election", t.Election, "raft election timeout")
+	fs.DurationVar(&t.LeaderLease, "raft-lease", t.LeaderLease, "raft leader lease")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: conclave %s [flags]\n\nAlso: CONCLAVE_ADMIN_PASSWORD (first start only), CONCLAVE_OIDC_CLIENT_SECRET.\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.Timing = t
+	c.AdminPassword = os.Getenv("CONCLAVE_ADMIN_PASSWORD")
+	c.OIDC.ClientSecret = os.Getenv("CONCLAVE_OIDC_CLIENT_SECRET")
+	if *roleMap != "" {
+		c.OIDC.RoleMapping = map[string]string{}
+		for _, pair := range strings.Split(*roleMap, ",") {
+			k, v, ok := strings.Cut(pair, "=")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			if !ok || !cluster.ValidRole(v) {
+				return nil, fmt.Errorf("--oidc-role-map: %q must read value=Role with a role among %s", pair, strings.Join(cluster.Roles, ", "))
+			}
+			c.OIDC.RoleMapping[k] = v
+		}
+	}
+	if c.OIDC.Issuer != "" && c.OIDC.ClientID == "" {
+		return nil, errors.New("--oidc-issuer needs --oidc-client-id")
+	}
+	c.Version = version
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return f, nil
+}
+
+func serve(args []string, out io.Writer) error {
+	f, err := parseServeFlags("serve", args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := web.Start(ctx, f.cfg)
+	if err != nil {
+		return err
+	}
+	printWelcome(out, a, f.cfg)
+	select {
+	case <-ctx.Done():
+	case err := <-a.Done():
+		if err != nil {
+			f.cfg.Log.Error("https server stopped", "err", err)
+		}
+	}
+	f.cfg.Log.Info("stopping: finishing requests, stopping raft and the database")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	f.cfg.Log.Info("stopped")
+	return nil
+}
+
+func printWelcome(out io.Writer, a *web.Appliance, cfg web.Config) {
+	fmt.Fprintf(out, "\nConclave appliance %q is ready.\n", cfg.Name)
+	fmt.Fprintf(out, "  Console:     %s\n", a.URL)
+	fmt.Fprintf(out, "  Certificate: SHA-256 %s\n", a.Fingerprint)
+	fmt.Fprintf(out, "               (self-signed: your browser will warn; compare this fingerprint with the one it shows)\n")
+	switch {
+	case a.GeneratedAdminPassword != "":
+		fmt.Fprintf(out, "  Sign in:     admin / %s\n", a.GeneratedAdminPassword)
+		fmt.Fprintf(out, "               (generated now and shown this once: keep it, or set CONCLAVE_ADMIN_PASSWORD before the first start)\n")
+	case a.AdminCreated:
+		fmt.Fprintf(out, "  Sign in:     admin / the password in CONCLAVE_ADMIN_PASSWORD\n")
+	default:
+		fmt.Fprintf(out, "  Sign in:     with your account (the first administrator is 'admin')\n")
+	}
+	fmt.Fprintf(out, "  Stop:        Ctrl-C\n\n")
+}
+
+func migrate(args []string) error {
+	f, err := parseServeFlags("migrate", args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	url := f.cfg.DatabaseURL
+	if url == "" {
+		if err := os.MkdirAll(f.cfg.DataDir, 0o700); err != nil {
+			return err
+		}
+		if os.Geteuid() == 0 {
+			os.Chmod(f.cfg.DataDir, 0o711)
+		}
+		pg, err := pgctl.Start(ctx, f.cfg.DataDir+"/postgres", f.cfg.Log)
+		if err != nil {
+			return err
+		}
+		defer pg.Stop()
+		url = pg.URL()
+	}
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	from, to, err := st.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("database schema: version %d → %d\n", from, to)
+	return nil
+}

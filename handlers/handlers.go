@@ -1,0 +1,223 @@
+// Package handlers holds the HTTP handlers: browser pages, the JSON API
+// under /api/v1 and the status endpoints. Handlers are thin: they parse and
+// check input, call the cluster, auth or store, and render a view.
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+
+	"conclave/auth"
+	"conclave/cluster"
+	"conclave/session"
+	"conclave/store"
+	"conclave/views"
+)
+
+// Deps are what the handlers need.
+type Deps struct {
+	Store    *store.Store
+	Node     *cluster.Node
+	Auth     *auth.Service
+	OIDC     *auth.OIDC
+	Sessions *session.Store
+	Log      *slog.Logger
+	Version  string
+	// ApplianceURL is this appliance's own https:// address.
+	ApplianceURL string
+	// OIDCOverride, when set, is the OIDC configuration from flags or the
+	// environment; it wins over the settings page.
+	OIDCOverride *cluster.OIDCSettings
+}
+
+// Handlers serves the console and the API.
+type Handlers struct {
+	Deps
+}
+
+// New returns the handlers.
+func New(d Deps) *Handlers { return &Handlers{Deps: d} }
+
+// Limits on request bodies.
+const (
+	maxJSONBody = 1 << 20
+	maxFormBody = 64 << 10
+)
+
+// apiError is the JSON API's error body.
+type apiError struct {
+	Status  int    `json:"-"`
+	Message string `json:"error"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func badRequest(field, format string, args ...any) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...), Field: field}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// writeError answers an API request with the error in JSON. Errors that are
+// not an *apiError are turned into a status by their kind.
+func (h *Handlers) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := h.errorStatus(r, err)
+	writeJSON(w, status, body)
+}
+
+func (h *Handlers) errorStatus(r *http.Request, err error) (int, *apiError) {
+	var ae *apiError
+	var rej *store.Rejection
+	var thr *auth.ThrottledError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Status, ae
+	case errors.As(err, &rej):
+		status := http.StatusConflict
+		if rej.Field != "" && rej.Field != "id" {
+			status = http.StatusUnprocessableEntity
+		}
+		return status, &apiError{Message: rej.Message, Field: rej.Field}
+	case errors.As(err, &thr):
+		return http.StatusTooManyRequests, &apiError{Message: thr.Error()}
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, &apiError{Message: "not found"}
+	case errors.Is(err, cluster.ErrNotLeader):
+		return http.StatusServiceUnavailable, &apiError{Message: "this appliance is not the primary and cannot make changes now; try again in a few seconds or use the primary"}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, &apiError{Message: "the cluster did not answer in time; try again"}
+	}
+	h.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	return http.StatusServiceUnavailable, &apiError{Message: "the appliance could not complete the request; its log has the details"}
+}
+
+// decodeJSON reads a JSON body into v: the content type must be JSON, the
+// body at most 1 MiB, with no unknown fields and nothing after the object.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || ct != "application/json" {
+		return &apiError{Status: http.StatusUnsupportedMediaType, Message: "send the body as JSON with Content-Type: application/json"}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("", "the body must hold one JSON object and nothing after it")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var big *http.MaxBytesError
+	switch {
+	case errors.As(err, &big):
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", big.Limit)}
+	case errors.Is(err, io.EOF):
+		return badRequest("", "the body is empty; send a JSON object")
+	case errors.As(err, &syn):
+		return badRequest("", "the body is not valid JSON (at byte %d): %v", syn.Offset, err)
+	case errors.As(err, &typ):
+		return badRequest(typ.Field, "field %q must be a %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return badRequest(field, "unknown field %q", field)
+	}
+	return badRequest("", "the body could not be read as JSON: %v", err)
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "int32", "uint64":
+		return "whole number"
+	case "bool":
+		return "true or false"
+	case "slice":
+		return "list"
+	case "struct", "map":
+		return "object"
+	}
+	return k
+}
+
+// parseForm reads a form body of at most 64 KiB.
+func parseForm(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		var big *http.MaxBytesError
+		if errors.As(err, &big) {
+			return &apiError{Status: http.StatusRequestEntityTooLarge, Message: "the form is too large"}
+		}
+		return badRequest("", "the form could not be read: %v", err)
+	}
+	return nil
+}
+
+func render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	c.Render(r.Context(), w)
+}
+
+// renderError shows an error page in the console.
+func (h *Handlers) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	status, ae := h.errorStatus(r, err)
+	h.renderMessage(w, r, status, ae.Message)
+}
+
+func (h *Handlers) renderMessage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	title := http.StatusText(status)
+	switch status {
+	case http.StatusForbidden:
+		title = "Not allowed"
+	case http.StatusNotFound:
+		title = "Not found"
+	}
+	render(w, r, status, views.ErrorView(views.ErrorPage{Page: h.page(r, title, ""), Status: status, Message: msg}))
+}
+
+// remoteAddr is the client's IP address, without the port.
+func remoteAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// safeReturn keeps a post-sign-in redirect on this site.
+func safeReturn(s string) string {
+	if s == "" || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.ContainsAny(s, "\r\n") {
+		return "/"
+	}
+	return s
+}
+
+// timeout bounds work done for one request.
+func timeout(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 15*time.Second)
+}

@@ -1,0 +1,90 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"conclave/cluster"
+)
+
+// availabilityJSON is the answer of the availability endpoint that load
+// balancers and monitoring poll; field names follow the commercial product.
+type availabilityJSON struct {
+	ApplianceID                string     `json:"ApplianceId"`
+	ApplianceName              string     `json:"ApplianceName"`
+	ApplianceCurrentState      string     `json:"ApplianceCurrentState"`
+	IsPrimary                  bool       `json:"IsPrimary"`
+	IsReplica                  bool       `json:"IsReplica"`
+	IsIsolated                 bool       `json:"IsIsolated"`
+	IsMaintenance              bool       `json:"IsMaintenance"`
+	IsReadOnly                 bool       `json:"IsReadOnly"`
+	IsPasswordRequestAvailable bool       `json:"IsPasswordRequestAvailable"`
+	IsSshKeyRequestAvailable   bool       `json:"IsSshKeyRequestAvailable"`
+	IsSessionRequestAvailable  bool       `json:"IsSessionRequestAvailable"`
+	IsPolicyChangeAvailable    bool       `json:"IsPolicyChangeAvailable"`
+	LastSuccessfulDataSync     *time.Time `json:"LastSuccessfulDataSync"`
+}
+
+// Availability is GET /service/notification/v4/Status/Availability (no sign-in).
+func (h *Handlers) Availability(w http.ResponseWriter, r *http.Request) {
+	state := h.Node.SelfState()
+	st := h.Node.Status()
+	primary := state == cluster.StateOnline
+	replica := state == cluster.StateReplicaWithQuorum || state == cluster.StateReplicaNoQuorum
+	quorum := state == cluster.StateOnline || state == cluster.StateReplicaWithQuorum
+	out := availabilityJSON{
+		ApplianceID:           h.Node.ID(),
+		ApplianceName:         h.Node.Name(),
+		ApplianceCurrentState: state,
+		IsPrimary:             primary,
+		IsReplica:             replica,
+		IsIsolated:            state == cluster.StateIsolated,
+		IsMaintenance:         state == cluster.StateMaintenance,
+		IsReadOnly:            !primary,
+		// Requests are served while this member has consensus; the
+		// workflow itself arrives with the access-request issue.
+		IsPasswordRequestAvailable: quorum,
+		IsSshKeyRequestAvailable:   quorum,
+		IsSessionRequestAvailable:  quorum,
+		IsPolicyChangeAvailable:    quorum,
+	}
+	if primary {
+		now := time.Now().UTC()
+		out.LastSuccessfulDataSync = &now
+	} else if !st.LastContact.IsZero() {
+		lc := st.LastContact.UTC()
+		out.LastSuccessfulDataSync = &lc
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Healthz answers while the process serves HTTP (liveness).
+func (h *Handlers) Healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Readyz answers 200 when the appliance can serve: its database answers,
+// a primary is known and this member has applied what was committed.
+func (h *Handlers) Readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []string
+	if err := h.Store.Ping(ctx); err != nil {
+		problems = append(problems, "database does not answer: "+err.Error())
+	}
+	st := h.Node.Status()
+	if st.LeaderID == "" {
+		problems = append(problems, "no primary is known")
+	}
+	select {
+	case <-h.Node.Ready():
+	default:
+		problems = append(problems, "the cluster is still starting")
+	}
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "problems": problems, "state": h.Node.SelfState()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "state": h.Node.SelfState(), "appliedIndex": st.AppliedIndex})
+}

@@ -1,0 +1,116 @@
+-- Replicated tables: written only by the raft FSM, identical on every member.
+-- Appliance-local tables (sessions, login throttling, OIDC logins in flight)
+-- are marked "local" and are never part of a raft snapshot.
+
+create table fsm_state (
+    id            int primary key default 1 check (id = 1),
+    applied_index bigint not null,
+    applied_term  bigint not null
+);
+insert into fsm_state (applied_index, applied_term) values (0, 0);
+
+create table cluster (
+    id          int primary key default 1 check (id = 1),
+    cluster_id  text not null,
+    created_at  timestamptz not null
+);
+
+create table settings (
+    key        text primary key,
+    value      jsonb not null,
+    updated_at timestamptz not null,
+    updated_by text not null
+);
+
+create table members (
+    id             text primary key,
+    name           text not null,
+    address        text not null,
+    version        text not null,
+    is_voter       boolean not null,
+    enrolled_since timestamptz not null
+);
+
+create table users (
+    id            text primary key,
+    username      text not null,
+    role          text not null,
+    password_hash text not null default '',
+    source        text not null default 'local',
+    disabled      boolean not null default false,
+    created_at    timestamptz not null,
+    updated_at    timestamptz not null
+);
+create unique index users_username_lower on users (lower(username));
+
+create table api_tokens (
+    id         text primary key,
+    user_id    text not null references users (id),
+    token_hash bytea not null unique,
+    created_at timestamptz not null,
+    expires_at timestamptz not null,
+    revoked_at timestamptz
+);
+
+create table operations (
+    id          text primary key,
+    kind        text not null,
+    state       text not null,
+    owner_id    text not null,
+    actor       text not null,
+    started_at  timestamptz not null,
+    ended_at    timestamptz,
+    error       text not null default '',
+    steps       jsonb not null,
+    raft_index  bigint not null
+);
+create index operations_started on operations (started_at desc);
+
+create table cluster_lock (
+    id           int primary key default 1 check (id = 1),
+    operation_id text not null references operations (id),
+    kind         text not null,
+    owner_id     text not null,
+    actor        text not null,
+    since        timestamptz not null
+);
+
+create table events (
+    id           text primary key,
+    raft_index   bigint not null,
+    type         text not null,
+    member_id    text not null,
+    actor        text not null,
+    at           timestamptz not null,
+    operation_id text not null default '',
+    details      jsonb not null default '{}'
+);
+create index events_at on events (at desc, raft_index desc);
+create index events_type on events (type, at desc);
+
+-- local: browser sessions of this appliance.
+create table sessions (
+    id_hash      bytea primary key,
+    data         bytea not null,
+    created_at   timestamptz not null,
+    last_seen_at timestamptz not null,
+    expires_at   timestamptz not null
+);
+create index sessions_expires on sessions (expires_at);
+
+-- local: failed sign-ins, to slow down guessing.
+create table login_failures (
+    key          text primary key,
+    failures     int not null,
+    last_failure timestamptz not null,
+    locked_until timestamptz not null
+);
+
+-- local: OIDC sign-ins between the redirect to the provider and the callback.
+create table oidc_logins (
+    state       text primary key,
+    nonce       text not null,
+    verifier    text not null,
+    return_to   text not null,
+    created_at  timestamptz not null
+);

@@ -1,0 +1,282 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Tx is the transaction in which the FSM applies one raft command. Its
+// methods are the only writes to replicated tables.
+type Tx struct {
+	tx    pgx.Tx
+	Index uint64
+}
+
+// Rejection is a command refused while it is applied, for a reason every
+// member hits alike (a user name taken, a lock held). It is an outcome
+// recorded with the command, not a failure of the appliance.
+type Rejection struct {
+	Field   string
+	Message string
+}
+
+func (r *Rejection) Error() string { return r.Message }
+
+// Reject builds a Rejection.
+func Reject(field, format string, args ...any) *Rejection {
+	return &Rejection{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// AppliedIndex is the raft index of the last command applied to this database.
+func (s *Store) AppliedIndex(ctx context.Context) (index, term uint64, err error) {
+	err = s.pool.QueryRow(ctx, `select applied_index, applied_term from fsm_state`).Scan(&index, &term)
+	if err != nil {
+		return 0, 0, fmt.Errorf("applied index: %w", err)
+	}
+	return index, term, nil
+}
+
+// Apply runs fn for the raft entry at index in one transaction that also
+// records index as applied. An index at or below the recorded one was applied
+// before (a replay after a restart) and is skipped. A *Rejection from fn
+// undoes fn's writes but still records the index, and is returned as outcome.
+func (s *Store) Apply(ctx context.Context, index, term uint64, fn func(*Tx) error) (outcome error, skipped bool, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("apply %d: %w", index, err)
+	}
+	defer tx.Rollback(ctx)
+	var applied uint64
+	if err := tx.QueryRow(ctx, `select applied_index from fsm_state for update`).Scan(&applied); err != nil {
+		return nil, false, fmt.Errorf("apply %d: %w", index, err)
+	}
+	if index <= applied {
+		return nil, true, nil
+	}
+	if _, err := tx.Exec(ctx, `savepoint command`); err != nil {
+		return nil, false, fmt.Errorf("apply %d: %w", index, err)
+	}
+	if ferr := fn(&Tx{tx: tx, Index: index}); ferr != nil {
+		var rej *Rejection
+		if !errors.As(ferr, &rej) {
+			return nil, false, fmt.Errorf("apply %d: %w", index, ferr)
+		}
+		outcome = rej
+		if _, err := tx.Exec(ctx, `rollback to savepoint command`); err != nil {
+			return nil, false, fmt.Errorf("apply %d: %w", index, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = $1, applied_term = $2`, index, term); err != nil {
+		return nil, false, fmt.Errorf("apply %d: %w", index, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, false, fmt.Errorf("apply %d: commit: %w", index, err)
+	}
+	return outcome, false, nil
+}
+
+// replicatedTables are copied in a raft snapshot, parents before children.
+// Appliance-local tables (sessions, login_failures, oidc_logins) never are.
+var replicatedTables = []string{
+	"cluster", "settings", "members", "users", "api_tokens",
+	"operations", "cluster_lock", "events",
+}
+
+// ReplicatedTables lists the tables a snapshot carries.
+func ReplicatedTables() []string { return append([]string(nil), replicatedTables...) }
+
+const snapshotMagic = "CONCLAVE-SNAPSHOT-1\n"
+
+type snapshotHeader struct {
+	AppliedIndex uint64   `json:"appliedIndex"`
+	AppliedTerm  uint64   `json:"appliedTerm"`
+	Tables       []string `json:"tables"`
+}
+
+// Snapshot is a consistent view of the replicated tables at one applied index.
+type Snapshot struct {
+	tx    pgx.Tx
+	Index uint64
+	Term  uint64
+}
+
+// BeginSnapshot opens a REPEATABLE READ transaction: everything read through
+// it is the state at its applied index, while the FSM goes on applying.
+func (s *Store) BeginSnapshot(ctx context.Context) (*Snapshot, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	snap := &Snapshot{tx: tx}
+	if err := tx.QueryRow(ctx, `select applied_index, applied_term from fsm_state`).Scan(&snap.Index, &snap.Term); err != nil {
+		tx.Rollback(ctx)
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// WriteTo streams every replicated table with COPY (binary format), each
+// table framed in length-prefixed chunks.
+func (snap *Snapshot) WriteTo(ctx context.Context, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if _, err := bw.WriteString(snapshotMagic); err != nil {
+		return err
+	}
+	hdr, _ := json.Marshal(snapshotHeader{AppliedIndex: snap.Index, AppliedTerm: snap.Term, Tables: replicatedTables})
+	if err := writeFrame(bw, hdr); err != nil {
+		return err
+	}
+	for _, table := range replicatedTables {
+		fw := &frameWriter{w: bw}
+		if _, err := snap.tx.Conn().PgConn().CopyTo(ctx, fw, "copy "+table+" to stdout (format binary)"); err != nil {
+			return fmt.Errorf("snapshot %s: %w", table, err)
+		}
+		if err := writeFrame(bw, nil); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// Close ends the snapshot's transaction.
+func (snap *Snapshot) Close(ctx context.Context) { snap.tx.Rollback(ctx) }
+
+// RestoreSnapshot replaces every replicated table with the snapshot's rows
+// and sets the applied index, in one transaction: a failure leaves the
+// database as it was.
+func (s *Store) RestoreSnapshot(ctx context.Context, r io.Reader) (index uint64, err error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
+		return 0, errors.New("restore: not a conclave snapshot")
+	}
+	raw, err := readFrame(br)
+	if err != nil {
+		return 0, fmt.Errorf("restore: header: %w", err)
+	}
+	var hdr snapshotHeader
+	if err := json.Unmarshal(raw, &hdr); err != nil {
+		return 0, fmt.Errorf("restore: header: %w", err)
+	}
+	known := map[string]bool{}
+	for _, t := range replicatedTables {
+		known[t] = true
+	}
+	for _, t := range hdr.Tables {
+		if !known[t] {
+			return 0, fmt.Errorf("restore: the snapshot has table %q, which this build does not know", t)
+		}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("restore: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "truncate "+joinTables(replicatedTables)); err != nil {
+		return 0, fmt.Errorf("restore: truncate: %w", err)
+	}
+	for _, table := range hdr.Tables {
+		fr := &frameReader{r: br}
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, fr, "copy "+table+" from stdin (format binary)"); err != nil {
+			return 0, fmt.Errorf("restore %s: %w", table, err)
+		}
+		if !fr.done {
+			return 0, fmt.Errorf("restore %s: table data not terminated", table)
+		}
+	}
+	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = $1, applied_term = $2`, hdr.AppliedIndex, hdr.AppliedTerm); err != nil {
+		return 0, fmt.Errorf("restore: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("restore: commit: %w", err)
+	}
+	return hdr.AppliedIndex, nil
+}
+
+func joinTables(ts []string) string {
+	out := ""
+	for i, t := range ts {
+		if i > 0 {
+			out += ", "
+		}
+		out += t
+	}
+	return out
+}
+
+const maxFrame = 16 << 20
+
+func writeFrame(w io.Writer, p []byte) error {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(p)))
+	if _, err := w.Write(n[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+func readFrame(r io.Reader) ([]byte, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > maxFrame {
+		return nil, fmt.Errorf("frame of %d bytes is larger than %d", size, maxFrame)
+	}
+	p := make([]byte, size)
+	_, err := io.ReadFull(r, p)
+	return p, err
+}
+
+type frameWriter struct{ w io.Writer }
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		chunk := p
+		if len(chunk) > maxFrame {
+			chunk = chunk[:maxFrame]
+		}
+		if err := writeFrame(f.w, chunk); err != nil {
+			return 0, err
+		}
+		p = p[len(chunk):]
+	}
+	return n, nil
+}
+
+// frameReader yields one table's frames and stops at its empty frame.
+type frameReader struct {
+	r    io.Reader
+	buf  []byte
+	done bool
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	for len(f.buf) == 0 {
+		if f.done {
+			return 0, io.EOF
+		}
+		frame, err := readFrame(f.r)
+		if err != nil {
+			return 0, fmt.Errorf("snapshot truncated: %w", err)
+		}
+		if len(frame) == 0 {
+			f.done = true
+			return 0, io.EOF
+		}
+		f.buf = frame
+	}
+	n := copy(p, f.buf)
+	f.buf = f.buf[n:]
+	return n, nil
+}

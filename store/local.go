@@ -1,0 +1,147 @@
+package store
+
+// Appliance-local tables: never replicated, never in a snapshot.
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// SessionRow is a browser session as stored; the key is a hash of the
+// cookie's secret, so a copy of the table opens no session.
+type SessionRow struct {
+	IDHash     []byte
+	Data       []byte
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time
+}
+
+// SessionByHash returns a session that has not expired.
+func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time) (SessionRow, error) {
+	var r SessionRow
+	err := s.pool.QueryRow(ctx, `select id_hash, data, created_at, last_seen_at, expires_at from sessions where id_hash = $1 and expires_at > $2`, idHash, now).
+		Scan(&r.IDHash, &r.Data, &r.CreatedAt, &r.LastSeenAt, &r.ExpiresAt)
+	if err != nil {
+		return r, fmt.Errorf("session: %w", notFound(err))
+	}
+	return r, nil
+}
+
+// PutSession creates or updates a session.
+func (s *Store) PutSession(ctx context.Context, r SessionRow) error {
+	_, err := s.pool.Exec(ctx, `insert into sessions (id_hash, data, created_at, last_seen_at, expires_at) values ($1, $2, $3, $4, $5)
+		on conflict (id_hash) do update set data = excluded.data, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`,
+		r.IDHash, r.Data, r.CreatedAt, r.LastSeenAt, r.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("save session: %w", err)
+	}
+	return nil
+}
+
+// DeleteSession removes a session (sign-out, rotation).
+func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
+	if _, err := s.pool.Exec(ctx, `delete from sessions where id_hash = $1`, idHash); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpired removes expired sessions and stale OIDC logins.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time) error {
+	if _, err := s.pool.Exec(ctx, `delete from sessions where expires_at <= $1`, now); err != nil {
+		return fmt.Errorf("delete expired sessions: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `delete from oidc_logins where created_at <= $1`, now.Add(-15*time.Minute)); err != nil {
+		return fmt.Errorf("delete stale oidc logins: %w", err)
+	}
+	return nil
+}
+
+// LoginFailure is the count of recent failed sign-ins for a key (a user name
+// or an address).
+type LoginFailure struct {
+	Failures    int
+	LockedUntil time.Time
+}
+
+// LoginFailureFor returns the failures recorded for key; none is the zero value.
+func (s *Store) LoginFailureFor(ctx context.Context, key string) (LoginFailure, error) {
+	var f LoginFailure
+	err := s.pool.QueryRow(ctx, `select failures, locked_until from login_failures where key = $1`, key).Scan(&f.Failures, &f.LockedUntil)
+	if err = notFound(err); err == ErrNotFound {
+		return LoginFailure{}, nil
+	}
+	if err != nil {
+		return f, fmt.Errorf("login failures: %w", err)
+	}
+	return f, nil
+}
+
+// RecordLoginFailure counts one more failure for key and sets how long the
+// key must wait, from the count, with delay. Failures older than forget are
+// forgotten first.
+func (s *Store) RecordLoginFailure(ctx context.Context, key string, now time.Time, forget time.Duration, delay func(failures int) time.Duration) (LoginFailure, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return LoginFailure{}, fmt.Errorf("record login failure: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var f LoginFailure
+	var last time.Time
+	err = tx.QueryRow(ctx, `select failures, last_failure from login_failures where key = $1 for update`, key).Scan(&f.Failures, &last)
+	if err != nil && notFound(err) != ErrNotFound {
+		return f, fmt.Errorf("record login failure: %w", err)
+	}
+	if now.Sub(last) > forget {
+		f.Failures = 0
+	}
+	f.Failures++
+	f.LockedUntil = now.Add(delay(f.Failures))
+	if _, err := tx.Exec(ctx, `insert into login_failures (key, failures, last_failure, locked_until) values ($1, $2, $3, $4)
+		on conflict (key) do update set failures = excluded.failures, last_failure = excluded.last_failure, locked_until = excluded.locked_until`,
+		key, f.Failures, now, f.LockedUntil); err != nil {
+		return f, fmt.Errorf("record login failure: %w", err)
+	}
+	return f, tx.Commit(ctx)
+}
+
+// ClearLoginFailures forgets the failures of key after a successful sign-in.
+func (s *Store) ClearLoginFailures(ctx context.Context, key string) error {
+	if _, err := s.pool.Exec(ctx, `delete from login_failures where key = $1`, key); err != nil {
+		return fmt.Errorf("clear login failures: %w", err)
+	}
+	return nil
+}
+
+// OIDCLogin is an OIDC sign-in between the redirect and the callback.
+type OIDCLogin struct {
+	State     string
+	Nonce     string
+	Verifier  string
+	ReturnTo  string
+	CreatedAt time.Time
+}
+
+// PutOIDCLogin records a sign-in that went to the provider.
+func (s *Store) PutOIDCLogin(ctx context.Context, l OIDCLogin) error {
+	_, err := s.pool.Exec(ctx, `insert into oidc_logins (state, nonce, verifier, return_to, created_at) values ($1, $2, $3, $4, $5)`,
+		l.State, l.Nonce, l.Verifier, l.ReturnTo, l.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("save oidc login: %w", err)
+	}
+	return nil
+}
+
+// TakeOIDCLogin returns and deletes the sign-in with the given state, so a
+// callback can be used once only.
+func (s *Store) TakeOIDCLogin(ctx context.Context, state string) (OIDCLogin, error) {
+	var l OIDCLogin
+	err := s.pool.QueryRow(ctx, `delete from oidc_logins where state = $1 returning state, nonce, verifier, return_to, created_at`, state).
+		Scan(&l.State, &l.Nonce, &l.Verifier, &l.ReturnTo, &l.CreatedAt)
+	if err != nil {
+		return l, fmt.Errorf("oidc login: %w", notFound(err))
+	}
+	return l, nil
+}

@@ -1,0 +1,230 @@
+// Package views renders the console's pages with templ. Views take plain
+// view-model structs and import no store or cluster code.
+package views
+
+import "time"
+
+// Page is what every page of the console shows around its content.
+type Page struct {
+	Title       string
+	ClusterName string
+	Nav         string // the active section
+	User        *UserBadge
+	Self        SelfBadge
+	Banner      *Banner
+	Flash       string
+	FlashError  string
+	Version     string
+}
+
+// UserBadge is the signed-in user.
+type UserBadge struct {
+	Username string
+	Role     string
+	IsAdmin  bool
+}
+
+// SelfBadge is the appliance serving the page.
+type SelfBadge struct {
+	Name       string
+	State      string
+	StateLabel string
+	Tone       string // ok, warn, bad, info
+}
+
+// Banner is the cluster lock and the operation holding it.
+type Banner struct {
+	Kind        string
+	OperationID string
+	Actor       string
+	Since       time.Time
+	OwnerName   string
+	StepName    string
+	Percent     int
+}
+
+// LoginPage is the sign-in page.
+type LoginPage struct {
+	Page
+	Username     string
+	Error        string
+	OIDCEnabled  bool
+	OIDCName     string
+	ReturnTo     string
+	ApplianceURL string
+}
+
+// ClusterPage is the cluster view.
+type ClusterPage struct {
+	Page
+	Summary    string
+	Tolerance  string
+	Members    []MemberRow
+	Operations []OperationRow
+	Diagram    Diagram
+}
+
+// MemberRow is one member in the cluster view.
+type MemberRow struct {
+	ID            string
+	Name          string
+	Address       string
+	Role          string
+	State         string
+	StateLabel    string
+	StateTone     string
+	Version       string
+	Health        string
+	HealthReason  string
+	HealthTone    string
+	Uptime        string
+	CheckedAt     time.Time
+	EnrolledSince time.Time
+	IsSelf        bool
+	IsVoter       bool
+}
+
+// Diagram is the SVG picture of the cluster.
+type Diagram struct {
+	Width, Height int
+	Nodes         []DiagramNode
+	Links         []DiagramLink
+}
+
+// DiagramNode is one member in the picture.
+type DiagramNode struct {
+	X, Y      int
+	Name      string
+	Role      string
+	State     string
+	Tone      string
+	IsPrimary bool
+	IsSelf    bool
+}
+
+// DiagramLink connects two members in the picture.
+type DiagramLink struct {
+	X1, Y1, X2, Y2 int
+	Label          string
+	Tone           string
+}
+
+// OperationRow is one operation in a list.
+type OperationRow struct {
+	ID        string
+	Kind      string
+	State     string
+	Tone      string
+	Actor     string
+	StartedAt time.Time
+	EndedAt   *time.Time
+	Error     string
+}
+
+// OperationPage shows an operation and its steps.
+type OperationPage struct {
+	Page
+	Operation OperationRow
+	Steps     []StepRow
+	Running   bool
+}
+
+// StepRow is one step of an operation.
+type StepRow struct {
+	Name      string
+	State     string
+	Tone      string
+	Message   string
+	Percent   int
+	StartedAt *time.Time
+	EndedAt   *time.Time
+}
+
+// ActivityPage is the Activity Center.
+type ActivityPage struct {
+	Page
+	Events  []EventRow
+	Types   []string
+	Members []Option
+	Filter  ActivityFilter
+	Limit   int
+}
+
+// ActivityFilter echoes the filter form.
+type ActivityFilter struct {
+	Type   string
+	Member string
+	Actor  string
+	Since  string
+	Until  string
+}
+
+// Option is a choice in a select.
+type Option struct {
+	Value string
+	Label string
+}
+
+// EventRow is one event.
+type EventRow struct {
+	At          time.Time
+	Type        string
+	Summary     string
+	Actor       string
+	Member      string
+	OperationID string
+	Details     []KV
+	Tone        string
+}
+
+// KV is a detail of an event.
+type KV struct{ Key, Value string }
+
+// UsersPage lists users.
+type UsersPage struct {
+	Page
+	Users      []UserRow
+	Roles      []string
+	CanEdit    bool
+	FormError  string
+	FormField  string
+	NewName    string
+	NewRole    string
+	MinPassLen int
+}
+
+// UserRow is one user.
+type UserRow struct {
+	ID        string
+	Username  string
+	Role      string
+	Source    string
+	Disabled  bool
+	CreatedAt time.Time
+	IsSelf    bool
+}
+
+// SettingsPage shows the cluster settings.
+type SettingsPage struct {
+	Page
+	CanEdit         bool
+	ClusterName     string
+	ClusterURL      string
+	OIDCIssuer      string
+	OIDCClientID    string
+	OIDCHasSecret   bool
+	OIDCDisplayName string
+	OIDCRolesClaim  string
+	OIDCRoleMapping string
+	RedirectURL     string
+	Roles           []string
+	FormError       string
+	FormField       string
+}
+
+// ErrorPage is a page that says what went wrong.
+type ErrorPage struct {
+	Page
+	Status  int
+	Message string
+}

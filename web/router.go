@@ -1,0 +1,161 @@
+package web
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"conclave/handlers"
+	"conclave/static"
+)
+
+// NewRouter wires every route with its middleware. State-changing routes
+// are only ever POST, PATCH or DELETE, and every one of them passes the
+// cross-origin check.
+func NewRouter(h *handlers.Handlers, log *slog.Logger) http.Handler {
+	r := chi.NewRouter()
+	r.Use(recoverPanics(log), logRequests(log), securityHeaders)
+
+	// No sign-in.
+	r.Get("/healthz", h.Healthz)
+	r.Get("/readyz", h.Readyz)
+	r.Get("/service/notification/v4/Status/Availability", h.Availability)
+	r.Handle("/static/*", http.StripPrefix("/static/", staticFiles()))
+
+	r.Group(func(r chi.Router) {
+		r.Use(h.Authenticate)
+		r.Get("/login", h.LoginPage)
+		r.Post("/login", h.Login)
+		r.Post("/logout", h.Logout)
+		r.Get("/auth/oidc/start", h.OIDCStart)
+		r.Get("/auth/oidc/callback", h.OIDCCallback)
+		r.Post("/api/v1/auth/token", h.IssueToken)
+
+		// Signed in: every role may read.
+		r.Group(func(r chi.Router) {
+			r.Use(h.RequireUser)
+			r.Get("/", h.ClusterPage)
+			r.Get("/operations/{id}", h.OperationPage)
+			r.Get("/activity", h.ActivityPage)
+			r.Get("/users", h.UsersPage)
+			r.Get("/settings", h.SettingsPage)
+
+			r.Delete("/api/v1/auth/token", h.RevokeToken)
+			r.Get("/api/v1/cluster/members", h.APIMembers)
+			r.Get("/api/v1/cluster/status", h.APIStatus)
+			r.Get("/api/v1/operations/{id}", h.APIOperation)
+			r.Get("/api/v1/events", h.APIEvents)
+			r.Get("/api/v1/users", h.APIUsers)
+
+			// Administrators only.
+			r.Group(func(r chi.Router) {
+				r.Use(h.RequireAdmin)
+				r.Post("/users", h.CreateUserForm)
+				r.Post("/users/{id}/{field}", h.UpdateUserForm)
+				r.Post("/settings", h.SaveSettings)
+				r.Post("/api/v1/users", h.APICreateUser)
+				r.Patch("/api/v1/users/{id}", h.APIUpdateUser)
+				r.Delete("/api/v1/users/{id}", h.APIDisableUser)
+			})
+		})
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			jsonError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+			return
+		}
+		http.Error(w, "Not found. The console starts at /.", http.StatusNotFound)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		jsonError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	return crossOriginProtection(r)
+}
+
+func staticFiles() http.Handler {
+	fs := http.FileServerFS(static.FS)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fs.ServeHTTP(w, r)
+	})
+}
+
+func jsonError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "{\"error\": %q}\n", msg)
+}
+
+// crossOriginProtection refuses state-changing requests that a browser
+// made on behalf of another site (Sec-Fetch-Site / Origin checks). Scripts
+// with bearer tokens send neither header and pass.
+func crossOriginProtection(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		jsonError(w, http.StatusForbidden, "cross-origin request refused: changes can only be made from this appliance's own pages")
+	}))
+	return cop.Handler(next)
+}
+
+// securityHeaders sets the Content-Security-Policy and the usual headers.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("Strict-Transport-Security", "max-age=63072000")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+			next.ServeHTTP(rec, r)
+			level := slog.LevelDebug
+			if rec.status >= 500 {
+				level = slog.LevelWarn
+			}
+			log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		})
+	}
+}
+
+func recoverPanics(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+					jsonError(w, http.StatusInternalServerError, "internal error; the appliance's log has the details")
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}

@@ -32,11 +32,14 @@ type StreamLayer struct {
 	conns     chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	mu     sync.Mutex
+	handed map[*handedConn]bool
 }
 
 // NewStreamLayer returns a stream layer that advertises addr.
 func NewStreamLayer(addr net.Addr, dialer Dialer, clientTLS func() *tls.Config) *StreamLayer {
-	return &StreamLayer{addr: addr, dialer: dialer, clientTLS: clientTLS, conns: make(chan net.Conn), closed: make(chan struct{})}
+	return &StreamLayer{addr: addr, dialer: dialer, clientTLS: clientTLS, conns: make(chan net.Conn), closed: make(chan struct{}), handed: map[*handedConn]bool{}}
 }
 
 // HandOff gives an accepted raft connection to raft, and returns when raft
@@ -44,6 +47,14 @@ func NewStreamLayer(addr net.Addr, dialer Dialer, clientTLS func() *tls.Config) 
 func (s *StreamLayer) HandOff(c *tls.Conn) {
 	done := make(chan struct{})
 	wrapped := &handedConn{Conn: c, done: done}
+	s.mu.Lock()
+	s.handed[wrapped] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.handed, wrapped)
+		s.mu.Unlock()
+	}()
 	select {
 	case s.conns <- wrapped:
 	case <-s.closed:
@@ -64,6 +75,16 @@ type handedConn struct {
 func (c *handedConn) Close() error {
 	c.once.Do(func() { close(c.done) })
 	return c.Conn.Close()
+}
+
+// CloseHanded closes the raft connections other members opened to this
+// one, so that the HTTPS server's graceful shutdown does not wait on them.
+func (s *StreamLayer) CloseHanded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.handed {
+		c.Close()
+	}
 }
 
 // Accept waits for the next raft connection.

@@ -187,6 +187,7 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 			cluster.RaftALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { a.stream.HandOff(c) },
 		},
 	}
+	a.server.RegisterOnShutdown(a.stream.CloseHanded)
 	go func() {
 		err := a.server.ServeTLS(a.ln, "", "")
 		if errors.Is(err, http.ErrServerClosed) {
@@ -239,9 +240,6 @@ func (a *Appliance) Addr() string { return a.ln.Addr().String() }
 func (a *Appliance) Shutdown(ctx context.Context) error {
 	close(a.stop)
 	var errs []error
-	if a.stream != nil {
-		a.stream.Close()
-	}
 	if a.server != nil {
 		if err := a.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop https: %w", err))

@@ -1,0 +1,66 @@
+# Conclave: `make run` starts an appliance, `make test` runs every test.
+# Both install what is missing on a Debian machine (PostgreSQL, Chromium).
+
+GO        ?= go
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+BIN       := bin/conclave
+DATA_DIR  ?= ./var/appliance
+ARTIFACTS ?= $(CURDIR)/bin/test-artifacts
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build run generate test test-go vet fmt-check generate-check deps-run deps-test bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/conclave
+
+# Regenerate the templ views (the generated *_templ.go files are committed).
+generate:
+	$(GO) tool templ generate
+
+run: deps-run build
+	$(BIN) serve --data-dir $(DATA_DIR)
+
+# PostgreSQL's server binaries (initdb, pg_ctl) for the private database.
+deps-run:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL (apt-get install postgresql)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+# Tests also drive a real browser.
+deps-test: deps-run
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "Installing Chromium (apt-get install chromium)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: deps-test vet fmt-check generate-check test-go
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# The committed *_templ.go files must be what templ generates now.
+generate-check:
+	@$(GO) build -o bin/templ github.com/a-h/templ/cmd/templ
+	@tmp=$$(mktemp -d) && cp -r views go.mod $$tmp/ && \
+	(cd $$tmp && $(CURDIR)/bin/templ generate >/dev/null 2>&1) && \
+	for f in views/*_templ.go; do \
+		if ! cmp -s $$f $$tmp/$$f; then echo "$$f is stale: run 'make generate' and commit"; rm -rf $$tmp; exit 1; fi; \
+	done; rm -rf $$tmp
+
+# Screenshots and other test output land in $(ARTIFACTS).
+test-go:
+	@mkdir -p $(ARTIFACTS)
+	$(GO) test -count=1 -timeout 20m -artifacts -outputdir=$(ARTIFACTS) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+clean:
+	rm -rf bin

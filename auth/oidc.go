@@ -49,15 +49,20 @@ func (o *OIDC) providerFor(ctx context.Context, cfg cluster.OIDCSettings) (*oidc
 		return nil, ErrOIDCNotConfigured
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.provider != nil && o.issuer == cfg.Issuer {
-		return o.provider, nil
+	p, issuer := o.provider, o.issuer
+	o.mu.Unlock()
+	if p != nil && issuer == cfg.Issuer {
+		return p, nil
 	}
+	// Discovery runs without the lock: a slow or absent provider must not
+	// hold every other sign-in in a queue behind it.
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, o.client), cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("identity provider %s did not answer its discovery document: %w", cfg.Issuer, err)
 	}
+	o.mu.Lock()
 	o.provider, o.issuer = p, cfg.Issuer
+	o.mu.Unlock()
 	return p, nil
 }
 
@@ -96,6 +101,14 @@ func (o *OIDC) Begin(ctx context.Context, cfg cluster.OIDCSettings, redirectURL,
 	}
 	oc := oauthConfig(p, cfg, redirectURL)
 	return oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), state, nil
+}
+
+// Abandon forgets a sign-in the provider ended with an error, so its state
+// cannot be used any more.
+func (o *OIDC) Abandon(ctx context.Context, state string) {
+	if _, err := o.svc.store.TakeOIDCLogin(ctx, state); err != nil && !errors.Is(err, store.ErrNotFound) {
+		o.svc.log.Warn("forget abandoned oidc sign-in", "err", err)
+	}
 }
 
 // OIDCError is a sign-in through the provider that did not succeed, in

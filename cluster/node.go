@@ -406,3 +406,9 @@ func trimNewline(p []byte) []byte {
 }
 
 var _ io.Writer = slogWriter{}
+
+// TakeSnapshot asks raft for a snapshot now (raft also takes them by itself
+// as the log grows).
+func (n *Node) TakeSnapshot() error {
+	return n.raft.Snapshot().Error()
+}

@@ -89,7 +89,7 @@ func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec
 		end := time.Now().UTC()
 		if err != nil {
 			log.Warn("operation step failed", "step", s.Name, "err", err)
-			p.set(ctx, StepFailed, p.percent, err.Error(), &end)
+			p.set(ctx, StepFailed, p.current(), err.Error(), &end)
 			for j := i + 1; j < len(spec.Steps); j++ {
 				q := &Progress{r: r, opID: opID, actor: actor, index: j, name: spec.Steps[j].Name}
 				q.set(ctx, StepSkipped, 0, "not run: an earlier step failed", nil)
@@ -97,7 +97,7 @@ func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec
 			result, errText = OpFailed, fmt.Sprintf("%s: %v", s.Name, err)
 			break
 		}
-		if err := p.set(ctx, StepSucceeded, 100, p.message, &end); err != nil {
+		if err := p.set(ctx, StepSucceeded, 100, p.lastMessage(), &end); err != nil {
 			log.Warn("operation abandoned: cannot record progress", "err", err)
 			return
 		}
@@ -154,7 +154,8 @@ func (r *Runner) stop() {
 }
 
 // Progress reports a running step's progress. Reports are rate-limited so a
-// busy step does not flood the raft log.
+// busy step does not flood the raft log; a report held back is sent when the
+// interval has passed, so the last word is never lost.
 type Progress struct {
 	r       *Runner
 	opID    string
@@ -162,26 +163,96 @@ type Progress struct {
 	index   int
 	name    string
 	started time.Time
+
+	// send orders proposals: a held-back report never lands after the
+	// step's final state.
+	send    sync.Mutex
+	mu      sync.Mutex
 	percent int
 	message string
 	last    time.Time
+	pending *time.Timer
+	ended   bool
 }
+
+// progressInterval is the least time between two progress commands.
+const progressInterval = 250 * time.Millisecond
 
 // Report sets the step's percentage and message.
 func (p *Progress) Report(ctx context.Context, percent int, message string) error {
+	p.mu.Lock()
 	p.percent, p.message = min(max(percent, 0), 100), message
-	if time.Since(p.last) < 250*time.Millisecond {
+	wait := progressInterval - time.Since(p.last)
+	if wait > 0 {
+		if p.pending == nil {
+			p.pending = time.AfterFunc(wait, p.flush)
+		}
+		p.mu.Unlock()
 		return nil
 	}
-	return p.set(ctx, StepRunning, p.percent, message, nil)
+	p.last = time.Now()
+	p.mu.Unlock()
+	return p.sendRunning(ctx)
 }
 
-func (p *Progress) set(ctx context.Context, state string, percent int, message string, ended *time.Time) error {
+// sendRunning proposes the latest report unless the step has ended.
+func (p *Progress) sendRunning(ctx context.Context) error {
+	p.send.Lock()
+	defer p.send.Unlock()
+	p.mu.Lock()
+	ended, percent, message := p.ended, p.percent, p.message
+	p.mu.Unlock()
+	if ended {
+		return nil
+	}
+	return p.propose(ctx, StepRunning, percent, message, nil)
+}
+
+func (p *Progress) flush() {
+	p.mu.Lock()
+	p.pending = nil
 	p.last = time.Now()
-	started := p.started
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.sendRunning(ctx)
+}
+
+// set records a state change of the step; a final state cancels any
+// report still held back.
+func (p *Progress) set(ctx context.Context, state string, percent int, message string, ended *time.Time) error {
+	p.mu.Lock()
+	p.last = time.Now()
+	if ended != nil || state == StepSkipped {
+		p.ended = true
+		if p.pending != nil {
+			p.pending.Stop()
+			p.pending = nil
+		}
+	}
+	p.mu.Unlock()
+	p.send.Lock()
+	defer p.send.Unlock()
+	return p.propose(ctx, state, percent, message, ended)
+}
+
+func (p *Progress) propose(ctx context.Context, state string, percent int, message string, ended *time.Time) error {
 	step := store.Step{Name: p.name, State: state, Message: message, Percent: percent, EndedAt: ended}
-	if !started.IsZero() {
+	if !p.started.IsZero() {
+		started := p.started
 		step.StartedAt = &started
 	}
 	return p.r.n.ProposeData(ctx, CmdUpdateStep, p.actor, UpdateStep{OperationID: p.opID, Index: p.index, Step: step}, nil)
+}
+
+func (p *Progress) current() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.percent
+}
+
+func (p *Progress) lastMessage() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.message
 }

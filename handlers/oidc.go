@@ -3,6 +3,8 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"conclave/auth"
 )
@@ -11,8 +13,21 @@ const oidcStateCookie = "__Host-conclave-oidc"
 
 // OIDCStart sends the browser to the identity provider.
 func (h *Handlers) OIDCStart(w http.ResponseWriter, r *http.Request) {
+	returnTo := safeReturn(r.URL.Query().Get("return"))
+	redirectURL := h.redirectURL(r)
+	// The provider sends the browser back to the redirect URL (the cluster
+	// URL when one is set), and the state cookie below is bound to the host
+	// that sets it. A sign-in started at another address of the appliance
+	// would come back without its cookie, so it moves to the redirect URL's
+	// host first. The "moved" mark stops a loop when a proxy in front of
+	// the appliance changes the Host header.
+	if cb, err := url.Parse(redirectURL); err == nil && !sameHost(cb, r.Host) && r.URL.Query().Get("moved") == "" {
+		q := url.Values{"return": {returnTo}, "moved": {"1"}}
+		http.Redirect(w, r, cb.Scheme+"://"+cb.Host+"/auth/oidc/start?"+q.Encode(), http.StatusFound)
+		return
+	}
 	cfg := h.oidcSettings(r.Context())
-	authURL, state, err := h.OIDC.Begin(r.Context(), cfg, h.redirectURL(r), safeReturn(r.URL.Query().Get("return")))
+	authURL, state, err := h.OIDC.Begin(r.Context(), cfg, redirectURL, returnTo)
 	if err != nil {
 		h.renderLogin(w, r, http.StatusServiceUnavailable, "", err.Error())
 		return
@@ -23,22 +38,39 @@ func (h *Handlers) OIDCStart(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, authURL, http.StatusFound)
 }
 
+// sameHost tells whether u names the host the browser asked for, taking a
+// default port as absent.
+func sameHost(u *url.URL, requestHost string) bool {
+	strip := func(host, scheme string) string {
+		host = strings.ToLower(host)
+		if scheme == "https" {
+			return strings.TrimSuffix(host, ":443")
+		}
+		return strings.TrimSuffix(host, ":80")
+	}
+	return strip(u.Host, u.Scheme) == strip(requestHost, "https")
+}
+
 // OIDCCallback finishes the sign-in when the provider sends the browser back.
 func (h *Handlers) OIDCCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	http.SetCookie(w, &http.Cookie{Name: oidcStateCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	// The state is checked before anything else, the provider's error
+	// included: otherwise anyone could send a link that shows words of
+	// their choosing on this appliance's sign-in page.
+	state := q.Get("state")
+	c, err := r.Cookie(oidcStateCookie)
+	if state == "" || err != nil || c.Value != state {
+		h.renderLogin(w, r, http.StatusBadRequest, "", "this sign-in was not started in this browser (state mismatch); start again")
+		return
+	}
 	if e := q.Get("error"); e != "" {
+		h.OIDC.Abandon(r.Context(), state)
 		msg := "the identity provider did not sign you in: " + e
 		if d := q.Get("error_description"); d != "" {
 			msg += " (" + d + ")"
 		}
 		h.renderLogin(w, r, http.StatusUnauthorized, "", msg)
-		return
-	}
-	state := q.Get("state")
-	c, err := r.Cookie(oidcStateCookie)
-	if state == "" || err != nil || c.Value != state {
-		h.renderLogin(w, r, http.StatusBadRequest, "", "this sign-in was not started in this browser (state mismatch); start again")
 		return
 	}
 	u, returnTo, err := h.OIDC.Finish(r.Context(), h.oidcSettings(r.Context()), h.redirectURL(r), state, q.Get("code"), remoteAddr(r))

@@ -183,11 +183,14 @@ type KV struct{ Key, Value string }
 // UsersPage lists users.
 type UsersPage struct {
 	Page
-	Users      []UserRow
-	Roles      []string
-	CanEdit    bool
-	FormError  string
-	FormField  string
+	Users     []UserRow
+	Roles     []string
+	CanEdit   bool
+	FormError string
+	FormField string
+	// FormUserID is the user whose row form (role, password, disabled)
+	// failed; empty when the error comes from the "Add a user" form.
+	FormUserID string
 	NewName    string
 	NewRole    string
 	MinPassLen int

@@ -165,7 +165,8 @@ func (o *OIDC) Finish(ctx context.Context, cfg cluster.OIDCSettings, redirectURL
 		o.svc.audit(ctx, username, "UserLoginFailed", map[string]string{"username": username, "address": remoteAddr, "reason": "no role mapped", "method": "oidc"})
 		return store.User{}, "", &OIDCError{fmt.Sprintf("your account (%s) has no Conclave role: none of its %q values %v is mapped to a role in Settings", username, cfg.RolesClaim, values)}
 	}
-	err = o.svc.node.ProposeData(ctx, cluster.CmdUpsertOIDCUser, username, cluster.UpsertOIDCUser{NewUserID: uuid.NewString(), Username: username, Role: role}, nil)
+	subject := cfg.Issuer + " " + idt.Subject
+	err = o.svc.node.ProposeData(ctx, cluster.CmdUpsertOIDCUser, username, cluster.UpsertOIDCUser{NewUserID: uuid.NewString(), Subject: subject, Username: username, Role: role}, nil)
 	var rej *store.Rejection
 	if errors.As(err, &rej) {
 		o.svc.audit(ctx, username, "UserLoginFailed", map[string]string{"username": username, "address": remoteAddr, "reason": rej.Message, "method": "oidc"})
@@ -174,7 +175,7 @@ func (o *OIDC) Finish(ctx context.Context, cfg cluster.OIDCSettings, redirectURL
 	if err != nil {
 		return store.User{}, "", err
 	}
-	u, err := o.svc.store.UserByUsername(ctx, username)
+	u, err := o.svc.store.UserBySubject(ctx, subject)
 	if err != nil {
 		return store.User{}, "", err
 	}

@@ -110,6 +110,7 @@ type UpdateUser struct {
 // every sign-in.
 type UpsertOIDCUser struct {
 	NewUserID string `json:"newUserId"`
+	Subject   string `json:"subject"` // "<issuer> <sub>": who the person is
 	Username  string `json:"username"`
 	Role      string `json:"role"`
 }
@@ -249,23 +250,7 @@ func applyEffect(ctx context.Context, tx *store.Tx, cmd Command) error {
 		if err != nil {
 			return err
 		}
-		u, err := tx.UserByUsername(ctx, d.Username)
-		if err == store.ErrNotFound {
-			return tx.CreateUser(ctx, store.User{ID: d.NewUserID, Username: d.Username, Role: d.Role, Source: "oidc", CreatedAt: cmd.At})
-		}
-		if err != nil {
-			return err
-		}
-		if u.Source != "oidc" {
-			return store.Reject("username", "%q is a local user; the identity provider cannot sign in as it", d.Username)
-		}
-		if u.Disabled {
-			return store.Reject("username", "user %q is disabled", d.Username)
-		}
-		if u.Role == d.Role {
-			return nil
-		}
-		return tx.UpdateUser(ctx, u.ID, store.UserChange{Role: &d.Role}, cmd.At)
+		return applyUpsertOIDCUser(ctx, tx, d, cmd.At)
 	case CmdIssueToken:
 		d, err := decode[IssueToken](cmd)
 		if err != nil {
@@ -345,4 +330,37 @@ func Encode(typ string, data any) (Command, error) {
 		return Command{}, fmt.Errorf("encode %s: %w", typ, err)
 	}
 	return Command{Type: typ, Data: raw}, nil
+}
+
+// applyUpsertOIDCUser finds the person by the provider's subject, never by
+// the user name alone: a name can be changed at the provider, a subject
+// cannot.
+func applyUpsertOIDCUser(ctx context.Context, tx *store.Tx, d UpsertOIDCUser, at time.Time) error {
+	if d.Subject == "" {
+		return store.Reject("subject", "the identity provider sent no subject")
+	}
+	u, err := tx.UserBySubject(ctx, d.Subject)
+	if err == store.ErrNotFound {
+		byName, err := tx.UserByUsername(ctx, d.Username)
+		switch {
+		case err == store.ErrNotFound:
+			return tx.CreateUser(ctx, store.User{ID: d.NewUserID, Username: d.Username, Role: d.Role, Source: "oidc", Subject: d.Subject, CreatedAt: at})
+		case err != nil:
+			return err
+		case byName.Source != "oidc":
+			return store.Reject("username", "%q is a local user; the identity provider cannot sign in as it", d.Username)
+		default:
+			return store.Reject("username", "the user name %q belongs to another identity-provider account; ask an administrator", d.Username)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if u.Disabled {
+		return store.Reject("username", "user %q is disabled", u.Username)
+	}
+	if u.Role == d.Role {
+		return nil
+	}
+	return tx.UpdateUser(ctx, u.ID, store.UserChange{Role: &d.Role}, at)
 }

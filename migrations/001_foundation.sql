@@ -37,11 +37,15 @@ create table users (
     role          text not null,
     password_hash text not null default '',
     source        text not null default 'local',
+    -- for users of the identity provider: "<issuer> <sub>", which never
+    -- changes, unlike the user name the provider sends.
+    subject       text not null default '',
     disabled      boolean not null default false,
     created_at    timestamptz not null,
     updated_at    timestamptz not null
 );
 create unique index users_username_lower on users (lower(username));
+create unique index users_subject on users (subject) where subject <> '';
 
 create table api_tokens (
     id         text primary key,

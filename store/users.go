@@ -15,6 +15,7 @@ type User struct {
 	Role         string
 	PasswordHash string
 	Source       string // "local" or "oidc"
+	Subject      string // the identity provider's "<issuer> <sub>"
 	Disabled     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
@@ -30,11 +31,11 @@ type APIToken struct {
 	RevokedAt *time.Time
 }
 
-const userSelect = `select id, username, role, password_hash, source, disabled, created_at, updated_at from users`
+const userSelect = `select id, username, role, password_hash, source, subject, disabled, created_at, updated_at from users`
 
 func scanUser(row pgx.Row) (User, error) {
 	var u User
-	err := row.Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &u.Source, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &u.Source, &u.Subject, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
 	return u, notFound(err)
 }
 
@@ -85,8 +86,8 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 
 // CreateUser adds a user, or is rejected when the name is taken.
 func (t *Tx) CreateUser(ctx context.Context, u User) error {
-	_, err := t.tx.Exec(ctx, `insert into users (id, username, role, password_hash, source, disabled, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $7)`,
-		u.ID, u.Username, u.Role, u.PasswordHash, u.Source, u.Disabled, u.CreatedAt)
+	_, err := t.tx.Exec(ctx, `insert into users (id, username, role, password_hash, source, subject, disabled, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
+		u.ID, u.Username, u.Role, u.PasswordHash, u.Source, u.Subject, u.Disabled, u.CreatedAt)
 	if isUniqueViolation(err) {
 		return Reject("username", "a user named %q exists already", u.Username)
 	}
@@ -144,6 +145,20 @@ func (t *Tx) UserForUpdate(ctx context.Context, id string) (User, error) {
 		return u, Reject("id", "no user %s", id)
 	}
 	return u, err
+}
+
+// UserBySubject reads an identity-provider user inside the applying transaction.
+func (t *Tx) UserBySubject(ctx context.Context, subject string) (User, error) {
+	return scanUser(t.tx.QueryRow(ctx, userSelect+` where subject = $1 and subject <> ''`, subject))
+}
+
+// UserBySubject returns the identity-provider user with this subject.
+func (s *Store) UserBySubject(ctx context.Context, subject string) (User, error) {
+	u, err := scanUser(s.pool.QueryRow(ctx, userSelect+` where subject = $1 and subject <> ''`, subject))
+	if err != nil {
+		return u, fmt.Errorf("user with subject %q: %w", subject, err)
+	}
+	return u, nil
 }
 
 // UserByUsernameTx reads a user by name inside the applying transaction.

@@ -692,3 +692,22 @@ func TestOIDCStartedAtAnotherAddress(t *testing.T) {
 	}
 	assertSignedIn(t, app, c, "judy")
 }
+
+// A person is known by the provider's subject, not by the user name the
+// provider sends, which its users may be able to change.
+func TestOIDCUserNameCannotBeTakenOverBySubject(t *testing.T) {
+	m := startProvider(t)
+	app := testapp.Start(t, withOIDC(m))
+	mustSignIn(t, app, m, app.Client(), mockUser("dana", "conclave-admins"))
+
+	impostor := mockUser("dana", "conclave-admins")
+	impostor.Subject = "sub-someone-else"
+	c := app.Client()
+	resp, body := signIn(t, app, m, c, impostor)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "belongs to another identity-provider account") {
+		t.Fatalf("second account with the same user name: status %d, want 401; body: %s", resp.StatusCode, body)
+	}
+	assertNoSession(t, app, c)
+	// The real dana still signs in.
+	mustSignIn(t, app, m, app.Client(), mockUser("dana", "conclave-admins"))
+}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -55,13 +56,14 @@ type Config struct {
 	TokenTTL      time.Duration
 	MaxTokenTTL   time.Duration
 	FreeFailures  int           // failures before sign-ins are slowed
+	FirstDelay    time.Duration // the wait after FreeFailures failures; it doubles with each further one
 	MaxDelay      time.Duration // the longest wait after failures
 	ForgetFailure time.Duration // failures older than this are forgotten
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{BcryptCost: 12, TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, FreeFailures: 3, MaxDelay: 30 * time.Second, ForgetFailure: 15 * time.Minute}
+	return Config{BcryptCost: 12, TokenTTL: time.Hour, MaxTokenTTL: 24 * time.Hour, FreeFailures: 3, FirstDelay: time.Second, MaxDelay: 30 * time.Second, ForgetFailure: 15 * time.Minute}
 }
 
 // Service signs people in.
@@ -127,7 +129,10 @@ func (s *Service) HashPassword(pw string) (string, error) {
 // the next try. Every failure and success is audited.
 func (s *Service) CheckPassword(ctx context.Context, username, password, remoteAddr string) (store.User, error) {
 	now := s.now()
-	keys := []string{"user:" + strings.ToLower(username), "addr:" + remoteAddr}
+	// What a person typed may be anything: it is counted and audited in a
+	// form the database keeps (UTF-8, no control characters, not too long).
+	typed := printableName(username)
+	keys := []string{"user:" + strings.ToLower(typed), "addr:" + remoteAddr}
 	for _, k := range keys {
 		f, err := s.store.LoginFailureFor(ctx, k)
 		if err != nil {
@@ -137,19 +142,24 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, remoteA
 			return store.User{}, &ThrottledError{Wait: f.LockedUntil.Sub(now)}
 		}
 	}
+	if ValidateUsername(username) != nil {
+		// No local user has such a name: every one was checked when created.
+		bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		return store.User{}, s.fail(ctx, keys, typed, remoteAddr, "unknown user")
+	}
 	u, err := s.store.UserByUsername(ctx, username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
-		return store.User{}, s.fail(ctx, keys, username, remoteAddr, "unknown user")
+		return store.User{}, s.fail(ctx, keys, typed, remoteAddr, "unknown user")
 	case err != nil:
 		return store.User{}, err
 	case u.Source != "local" || u.PasswordHash == "":
 		bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
-		return store.User{}, s.fail(ctx, keys, username, remoteAddr, "user signs in through the identity provider")
+		return store.User{}, s.fail(ctx, keys, typed, remoteAddr, "user signs in through the identity provider")
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
-		return store.User{}, s.fail(ctx, keys, username, remoteAddr, "wrong password")
+		return store.User{}, s.fail(ctx, keys, typed, remoteAddr, "wrong password")
 	}
 	if u.Disabled {
 		s.audit(ctx, u.Username, "UserLoginFailed", map[string]string{"username": u.Username, "address": remoteAddr, "reason": "account disabled"})
@@ -161,6 +171,22 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, remoteA
 		}
 	}
 	return u, nil
+}
+
+// printableName is a typed user name as it is counted and audited: valid
+// UTF-8 without control characters, at most 80 characters.
+func printableName(name string) string {
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, name)
+	if utf8.RuneCountInString(name) > 80 {
+		name = string([]rune(name)[:80]) + "…"
+	}
+	return name
 }
 
 func (s *Service) fail(ctx context.Context, keys []string, username, remoteAddr, reason string) error {
@@ -184,8 +210,12 @@ func (s *Service) delay(failures int) time.Duration {
 	if failures < s.cfg.FreeFailures {
 		return 0
 	}
-	d := time.Second << min(failures-s.cfg.FreeFailures, 10)
-	return min(d, s.cfg.MaxDelay)
+	first := s.cfg.FirstDelay
+	if first <= 0 {
+		first = time.Second
+	}
+	d := first << min(failures-s.cfg.FreeFailures, 10)
+	return min(d, max(s.cfg.MaxDelay, first))
 }
 
 // audit records an event; a failure to record is logged, not fatal to the
@@ -215,7 +245,7 @@ func (s *Service) IssueToken(ctx context.Context, u store.User, ttl time.Duratio
 		ttl = s.cfg.TokenTTL
 	}
 	if ttl > s.cfg.MaxTokenTTL {
-		return "", time.Time{}, fmt.Errorf("a token may live %s at most", s.cfg.MaxTokenTTL)
+		return "", time.Time{}, &FieldError{"expiresInMinutes", fmt.Sprintf("a token may live %d minutes at most", int(s.cfg.MaxTokenTTL/time.Minute))}
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -37,6 +38,13 @@ func (s *Service) CreateUser(ctx context.Context, actor string, nu NewUser) (str
 	}
 	if err := ValidatePassword(nu.Password); err != nil {
 		return "", &FieldError{"password", err.Error()}
+	}
+	// The FSM refuses a taken name too; asking first spares the raft log
+	// an entry that changes nothing.
+	if u, err := s.store.UserByUsername(ctx, nu.Username); err == nil {
+		return "", &FieldError{"username", fmt.Sprintf("a user named %q exists already", u.Username)}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return "", err
 	}
 	hash, err := s.HashPassword(nu.Password)
 	if err != nil {
@@ -76,6 +84,17 @@ func (s *Service) UpdateUser(ctx context.Context, actor, id string, up UserUpdat
 			return &FieldError{"password", err.Error()}
 		}
 	}
+	// Refuse before changing anything: an update that also resets the
+	// password must not half happen. The FSM checks again when it applies.
+	if u.Role == cluster.RoleAdministrator && !u.Disabled {
+		demoted := up.Role != nil && *up.Role != cluster.RoleAdministrator
+		disabled := up.Disabled != nil && *up.Disabled
+		if demoted || disabled {
+			if err := s.keepOneAdmin(ctx, u, demoted); err != nil {
+				return err
+			}
+		}
+	}
 	if up.Role != nil && *up.Role != u.Role {
 		if err := s.node.ProposeData(ctx, cluster.CmdUpdateUser, actor, cluster.UpdateUser{UserID: id, Role: up.Role},
 			&cluster.EventSpec{Type: "UserRoleChanged", Details: map[string]string{"username": u.Username, "role": *up.Role, "previousRole": u.Role}}); err != nil {
@@ -103,6 +122,25 @@ func (s *Service) UpdateUser(ctx context.Context, actor, id string, up UserUpdat
 		}
 	}
 	return nil
+}
+
+// keepOneAdmin refuses to demote or disable u when no other enabled
+// administrator would remain.
+func (s *Service) keepOneAdmin(ctx context.Context, u store.User, demoted bool) error {
+	users, err := s.store.Users(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range users {
+		if o.ID != u.ID && o.Role == cluster.RoleAdministrator && !o.Disabled {
+			return nil
+		}
+	}
+	field, what := "disabled", "disabled"
+	if demoted {
+		field, what = "role", "given another role"
+	}
+	return &FieldError{field, fmt.Sprintf("%s is the last enabled %s and cannot be %s; make another user an administrator first", u.Username, cluster.RoleAdministrator, what)}
 }
 
 // Users lists the users.

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/sessions"
-
 	"conclave/auth"
 	"conclave/cluster"
 	"conclave/session"
@@ -63,6 +61,13 @@ func (h *Handlers) Authenticate(next http.Handler) http.Handler {
 				if err == nil {
 					next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 					return
+				}
+				if errors.Is(err, auth.ErrDisabled) || errors.Is(err, store.ErrNotFound) {
+					// The account was disabled: end the session for good,
+					// so that enabling the account again does not revive it.
+					if err := h.Sessions.Delete(r, w, sess); err != nil {
+						h.Log.Warn("end session of disabled user", "err", err)
+					}
 				}
 			}
 		}
@@ -155,7 +160,8 @@ func (h *Handlers) renderLogin(w http.ResponseWriter, r *http.Request, status in
 // Login checks a local user's password and starts a session.
 func (h *Handlers) Login(w http.ResponseWriter, r *http.Request) {
 	if err := parseForm(w, r); err != nil {
-		h.renderLogin(w, r, http.StatusBadRequest, "", err.Error())
+		status, ae := h.errorStatus(r, err)
+		h.renderLogin(w, r, status, "", ae.Message)
 		return
 	}
 	username := strings.TrimSpace(r.PostFormValue("username"))
@@ -203,11 +209,12 @@ func (h *Handlers) startSession(w http.ResponseWriter, r *http.Request, u store.
 // Logout ends the session on the server, not just in the browser.
 func (h *Handlers) Logout(w http.ResponseWriter, r *http.Request) {
 	sess, _ := h.Sessions.Get(r, session.CookieName)
-	if p, ok := principal(r); ok {
+	if p, ok := principal(r); ok && !sess.IsNew {
+		// Audited when a session ends, not for a bearer token or a
+		// browser that was signed out already.
 		h.Auth.RecordLogout(r.Context(), p.Username, remoteAddr(r))
 	}
-	sess.Options = &sessions.Options{Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode}
-	if err := sess.Save(r, w); err != nil {
+	if err := h.Sessions.Delete(r, w, sess); err != nil {
 		h.renderError(w, r, err)
 		return
 	}
@@ -259,7 +266,7 @@ func (h *Handlers) IssueToken(w http.ResponseWriter, r *http.Request) {
 	}
 	token, expires, err := h.Auth.IssueToken(r.Context(), u, time.Duration(req.ExpiresInMinutes)*time.Minute, remoteAddr(r))
 	if err != nil {
-		h.writeError(w, r, err)
+		h.writeError(w, r, apiFieldError(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, tokenResponse{Token: token, ExpiresAt: expires})

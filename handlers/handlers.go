@@ -13,8 +13,12 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
+	"reflect"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/a-h/templ"
 
@@ -111,7 +115,8 @@ func (h *Handlers) errorStatus(r *http.Request, err error) (int, *apiError) {
 }
 
 // decodeJSON reads a JSON body into v: the content type must be JSON, the
-// body at most 1 MiB, with no unknown fields and nothing after the object.
+// body at most 1 MiB, one object with no unknown fields, nothing after it,
+// and no NUL character in its strings.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || ct != "application/json" {
@@ -124,9 +129,70 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
+		var big *http.MaxBytesError
+		if errors.As(err, &big) {
+			return jsonError(err)
+		}
 		return badRequest("", "the body must hold one JSON object and nothing after it")
 	}
+	if field := nulField(reflect.ValueOf(v), ""); field != "" {
+		return badRequest(field, "field %q holds a NUL character (\\u0000), which is not allowed", field)
+	}
 	return nil
+}
+
+// nulField names the first string field of v (by its JSON name) that holds
+// a NUL character: the database refuses them.
+func nulField(v reflect.Value, name string) string {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return ""
+		}
+		return nulField(v.Elem(), name)
+	case reflect.String:
+		if strings.ContainsRune(v.String(), 0) {
+			return name
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			fname, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if fname == "-" {
+				continue
+			}
+			if fname == "" {
+				fname = f.Name
+			}
+			if name != "" {
+				fname = name + "." + fname
+			}
+			if got := nulField(v.Field(i), fname); got != "" {
+				return got
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if got := nulField(v.Index(i), fmt.Sprintf("%s[%d]", name, i)); got != "" {
+				return got
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			if got := nulField(iter.Key(), name); got != "" {
+				return got
+			}
+			if got := nulField(iter.Value(), name+"."+fmt.Sprint(iter.Key())); got != "" {
+				return got
+			}
+		}
+	}
+	return ""
 }
 
 func jsonError(err error) error {
@@ -138,10 +204,14 @@ func jsonError(err error) error {
 		return &apiError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", big.Limit)}
 	case errors.Is(err, io.EOF):
 		return badRequest("", "the body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("", "the body ends in the middle of the JSON object")
 	case errors.As(err, &syn):
 		return badRequest("", "the body is not valid JSON (at byte %d): %v", syn.Offset, err)
+	case errors.As(err, &typ) && typ.Field == "":
+		return badRequest("", "the body must be a JSON object, not %s", jsonValueName(typ.Value))
 	case errors.As(err, &typ):
-		return badRequest(typ.Field, "field %q must be a %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+		return badRequest(typ.Field, "field %q must be %s, not %s", typ.Field, jsonKind(typ.Type), jsonValueName(typ.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return badRequest(field, "unknown field %q", field)
@@ -149,29 +219,73 @@ func jsonError(err error) error {
 	return badRequest("", "the body could not be read as JSON: %v", err)
 }
 
-func jsonKind(k string) string {
-	switch k {
-	case "int", "int64", "int32", "uint64":
-		return "whole number"
-	case "bool":
-		return "true or false"
-	case "slice":
-		return "list"
-	case "struct", "map":
-		return "object"
+// jsonKind names, for a person, the JSON value a Go type is read from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return k
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "a " + t.Kind().String()
 }
 
-// parseForm reads a form body of at most 64 KiB.
+// jsonValueName names the kind of JSON value the decoder found ("number",
+// "string", "array", "object", "bool" or a number's text).
+func jsonValueName(v string) string {
+	switch v {
+	case "array":
+		return "a list"
+	case "object":
+		return "an object"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	case "number":
+		return "a number"
+	}
+	if strings.HasPrefix(v, "number") {
+		return "the number" + strings.TrimPrefix(v, "number")
+	}
+	return v
+}
+
+// parseForm reads a URL-encoded form body of at most 64 KiB whose values are
+// UTF-8 without NUL characters (the database refuses those).
 func parseForm(w http.ResponseWriter, r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/x-www-form-urlencoded" {
+			return &apiError{Status: http.StatusUnsupportedMediaType, Message: "send the form as application/x-www-form-urlencoded, as the console's pages do"}
+		}
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 	if err := r.ParseForm(); err != nil {
 		var big *http.MaxBytesError
 		if errors.As(err, &big) {
-			return &apiError{Status: http.StatusRequestEntityTooLarge, Message: "the form is too large"}
+			return &apiError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("the form is larger than %d bytes", big.Limit)}
 		}
 		return badRequest("", "the form could not be read: %v", err)
+	}
+	for k, vs := range r.PostForm {
+		for _, v := range append([]string{k}, vs...) {
+			if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				name := strings.ToValidUTF8(strings.ReplaceAll(k, "\x00", ""), "?")
+				return badRequest(name, "the form field %q holds a NUL character or bytes that are not UTF-8", name)
+			}
+		}
 	}
 	return nil
 }
@@ -209,9 +323,20 @@ func remoteAddr(r *http.Request) string {
 	return host
 }
 
-// safeReturn keeps a post-sign-in redirect on this site.
+// safeReturn keeps a post-sign-in redirect on this site: a path of this
+// appliance, without a scheme, host, backslash or control character (a
+// browser drops tabs and newlines, so "/\t/evil.example" would lead away).
 func safeReturn(s string) string {
-	if s == "" || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.ContainsAny(s, "\r\n") {
+	if s == "" || s[0] != '/' || len(s) > 2048 || strings.HasPrefix(s, "//") || !utf8.ValidString(s) {
+		return "/"
+	}
+	for _, c := range s {
+		if c == '\\' || unicode.IsControl(c) || unicode.IsSpace(c) {
+			return "/"
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return s

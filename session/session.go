@@ -131,6 +131,25 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 	return nil
 }
 
+// Delete ends sess on the server and tells the browser to drop its cookie.
+// sess becomes a fresh, empty session, so a Save later in the same request
+// starts a new one rather than reviving the old.
+func (s *Store) Delete(r *http.Request, w http.ResponseWriter, sess *sessions.Session) error {
+	if sess.ID != "" {
+		if err := s.db.DeleteSession(r.Context(), hashID(sess.ID)); err != nil {
+			return err
+		}
+	}
+	gone := s.options()
+	gone.MaxAge = -1
+	http.SetCookie(w, sessions.NewCookie(sess.Name(), "", gone))
+	sess.ID = ""
+	sess.IsNew = true
+	sess.Values = map[any]any{}
+	sess.Options = s.options()
+	return nil
+}
+
 // Renew gives the session a new ID and deletes the old one, so an ID that
 // was planted or seen before sign-in is worthless after it.
 func (s *Store) Renew(r *http.Request, sess *sessions.Session) error {

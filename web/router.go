@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -13,18 +15,28 @@ import (
 	"conclave/static"
 )
 
-// NewRouter wires every route with its middleware. State-changing routes
-// are only ever POST, PATCH or DELETE, and every one of them passes the
-// cross-origin check.
+// NewRouter is the appliance's HTTP handler: Routes, as it is served.
 func NewRouter(h *handlers.Handlers, log *slog.Logger) http.Handler {
+	return Routes(h, log)
+}
+
+// Routes wires every route with its middleware. State-changing routes are
+// only ever POST, PATCH or DELETE, and every one of them passes the
+// cross-origin check. It builds nothing but the router (no handler runs), so
+// tests can list the routes with chi.Walk.
+func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 	r := chi.NewRouter()
-	r.Use(recoverPanics(log), logRequests(log), securityHeaders)
+	// The security headers come before the cross-origin check, so that its
+	// refusals carry them too.
+	r.Use(recoverPanics(log), logRequests(log), securityHeaders, crossOriginProtection, rejectUnreadableURL)
 
 	// No sign-in.
 	r.Get("/healthz", h.Healthz)
 	r.Get("/readyz", h.Readyz)
 	r.Get("/service/notification/v4/Status/Availability", h.Availability)
-	r.Handle("/static/*", http.StripPrefix("/static/", staticFiles()))
+	static := http.StripPrefix("/static/", staticFiles())
+	r.Method(http.MethodGet, "/static/*", static)
+	r.Method(http.MethodHead, "/static/*", static)
 
 	r.Group(func(r chi.Router) {
 		r.Use(h.Authenticate)
@@ -73,7 +85,45 @@ func NewRouter(h *handlers.Handlers, log *slog.Logger) http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
 	})
-	return crossOriginProtection(r)
+	return r
+}
+
+// rejectUnreadableURL refuses a path with a control character and a query
+// with a NUL character, or either with bytes that are not UTF-8: no page or
+// ID has them, and the database refuses NUL and bytes that are not UTF-8,
+// so they would otherwise end in a server error.
+func rejectUnreadableURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bad := !plainText(r.URL.Path)
+		for k, vs := range r.URL.Query() {
+			for _, v := range append(vs, k) {
+				bad = bad || !utf8.ValidString(v) || strings.ContainsRune(v, 0)
+			}
+		}
+		if !bad {
+			next.ServeHTTP(w, r)
+			return
+		}
+		msg := "the address holds a control character or bytes that are not UTF-8; check the link"
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			jsonError(w, http.StatusBadRequest, msg)
+			return
+		}
+		http.Error(w, msg, http.StatusBadRequest)
+	})
+}
+
+// plainText tells whether s is UTF-8 without control characters.
+func plainText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return false
+		}
+	}
+	return true
 }
 
 func staticFiles() http.Handler {

@@ -132,9 +132,6 @@ func (h *Handlers) LoginPage(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("expired") == "1" {
 		msg = session.ErrExpired.Error()
 	}
-	if m := r.URL.Query().Get("oidc_error"); m != "" {
-		msg = m
-	}
 	h.renderLogin(w, r, http.StatusOK, "", msg)
 }
 

@@ -46,7 +46,7 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 		p.Members = append(p.Members, row)
 	}
 	p.Summary = clusterSummary(ms)
-	p.Tolerance = toleranceSentence(voters)
+	p.Tolerance = toleranceSentence(voters, onlineVoters(ms))
 	for _, op := range ops {
 		p.Operations = append(p.Operations, operationRow(op))
 	}
@@ -74,15 +74,32 @@ func clusterSummary(ms []cluster.MemberStatus) string {
 	return fmt.Sprintf("%d members; %s is the primary; %d of %d are online.", len(ms), primary, healthy, len(ms))
 }
 
-func toleranceSentence(voters int) string {
-	f := cluster.FaultTolerance(voters)
+func onlineVoters(ms []cluster.MemberStatus) int {
+	n := 0
+	for _, m := range ms {
+		if m.IsVoter && (m.State == cluster.StateOnline || m.State == cluster.StateReplicaWithQuorum) {
+			n++
+		}
+	}
+	return n
+}
+
+// toleranceSentence says how many more members may fail, counting the
+// voters that are online now, not only the configured ones.
+func toleranceSentence(voters, online int) string {
+	majority := voters/2 + 1
+	spare := online - majority
 	switch {
 	case voters <= 1:
 		return "With one member, the cluster stops if it fails. Add two replicas so that one member may fail without losing consensus."
-	case f == 0:
+	case online < majority:
+		return fmt.Sprintf("Consensus is lost: %d of %d voting members are online and %d are needed.", online, voters, majority)
+	case spare == 0 && online == voters:
 		return fmt.Sprintf("No member of %d may fail without losing consensus. Add a member to tolerate one failure.", voters)
+	case spare == 0:
+		return fmt.Sprintf("No further member may fail: %d of %d voting members are online, and %d are needed for consensus.", online, voters, majority)
 	}
-	return fmt.Sprintf("%d of %d members may fail before consensus is lost.", f, voters)
+	return fmt.Sprintf("%d of %d members may fail before consensus is lost.", spare, voters)
 }
 
 // diagram places members on a circle (one member in the middle).

@@ -43,10 +43,12 @@ func (h *Handlers) SettingsPage(w http.ResponseWriter, r *http.Request) {
 		h.renderError(w, r, err)
 		return
 	}
-	h.renderSettings(w, r, http.StatusOK, s, nil)
+	h.renderSettings(w, r, http.StatusOK, s, formatRoleMapping(s.OIDC.RoleMapping), nil)
 }
 
-func (h *Handlers) renderSettings(w http.ResponseWriter, r *http.Request, status int, s cluster.Settings, formErr *apiError) {
+// renderSettings shows the settings form; mapping is the role mapping as
+// text, so a refused form shows what the person typed.
+func (h *Handlers) renderSettings(w http.ResponseWriter, r *http.Request, status int, s cluster.Settings, mapping string, formErr *apiError) {
 	me, _ := principal(r)
 	p := views.SettingsPage{
 		Page:            h.page(r, "Settings", "settings"),
@@ -58,7 +60,7 @@ func (h *Handlers) renderSettings(w http.ResponseWriter, r *http.Request, status
 		OIDCHasSecret:   s.OIDC.ClientSecret != "",
 		OIDCDisplayName: s.OIDC.DisplayName,
 		OIDCRolesClaim:  s.OIDC.RolesClaim,
-		OIDCRoleMapping: formatRoleMapping(s.OIDC.RoleMapping),
+		OIDCRoleMapping: mapping,
 		RedirectURL:     h.redirectURL(r),
 		Roles:           cluster.Roles,
 	}
@@ -167,10 +169,7 @@ func (h *Handlers) SaveSettings(w http.ResponseWriter, r *http.Request) {
 		ferr = badRequest("oidcRoleMapping", "%v", mapErr)
 	}
 	if ferr != nil {
-		s.OIDC.RoleMapping = nil
-		render := s
-		render.OIDC.RoleMapping = map[string]string{}
-		h.renderSettingsRaw(w, r, render, f.Get("oidcRoleMapping"), ferr)
+		h.renderSettings(w, r, http.StatusUnprocessableEntity, s, f.Get("oidcRoleMapping"), ferr)
 		return
 	}
 	changed := changedSettings(old, s)
@@ -186,17 +185,6 @@ func (h *Handlers) SaveSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/settings?done=saved", http.StatusSeeOther)
-}
-
-func (h *Handlers) renderSettingsRaw(w http.ResponseWriter, r *http.Request, s cluster.Settings, mapping string, ferr *apiError) {
-	me, _ := principal(r)
-	p := views.SettingsPage{
-		Page: h.page(r, "Settings", "settings"), CanEdit: me.IsAdmin(), ClusterName: s.ClusterName, ClusterURL: s.ClusterURL,
-		OIDCIssuer: s.OIDC.Issuer, OIDCClientID: s.OIDC.ClientID, OIDCHasSecret: s.OIDC.ClientSecret != "",
-		OIDCDisplayName: s.OIDC.DisplayName, OIDCRolesClaim: s.OIDC.RolesClaim, OIDCRoleMapping: mapping,
-		RedirectURL: h.redirectURL(r), Roles: cluster.Roles, FormError: ferr.Message, FormField: ferr.Field,
-	}
-	render(w, r, http.StatusUnprocessableEntity, views.SettingsView(p))
 }
 
 // changedSettings names what differs, never showing a secret's value.

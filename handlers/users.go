@@ -16,17 +16,19 @@ import (
 
 // UsersPage lists users; administrators can change them.
 func (h *Handlers) UsersPage(w http.ResponseWriter, r *http.Request) {
-	h.renderUsers(w, r, http.StatusOK, nil, "", "")
+	h.renderUsers(w, r, http.StatusOK, nil, "", "", "")
 }
 
-func (h *Handlers) renderUsers(w http.ResponseWriter, r *http.Request, status int, formErr error, newName, newRole string) {
+// renderUsers shows the users page; formErr belongs to the row of
+// formUserID, or to the "Add a user" form when that is empty.
+func (h *Handlers) renderUsers(w http.ResponseWriter, r *http.Request, status int, formErr error, formUserID, newName, newRole string) {
 	users, err := h.Auth.Users(r.Context())
 	if err != nil {
 		h.renderError(w, r, err)
 		return
 	}
 	me, _ := principal(r)
-	p := views.UsersPage{Page: h.page(r, "Users", "users"), Roles: cluster.Roles, CanEdit: me.IsAdmin(), NewName: newName, NewRole: newRole, MinPassLen: auth.MinPasswordLength}
+	p := views.UsersPage{Page: h.page(r, "Users", "users"), Roles: cluster.Roles, CanEdit: me.IsAdmin(), NewName: newName, NewRole: newRole, MinPassLen: auth.MinPasswordLength, FormUserID: formUserID}
 	for _, u := range users {
 		p.Users = append(p.Users, views.UserRow{ID: u.ID, Username: u.Username, Role: u.Role, Source: u.Source, Disabled: u.Disabled, CreatedAt: u.CreatedAt, IsSelf: u.ID == me.UserID})
 	}
@@ -55,7 +57,7 @@ func (h *Handlers) CreateUserForm(w http.ResponseWriter, r *http.Request) {
 	me, _ := principal(r)
 	nu := auth.NewUser{Username: r.PostFormValue("username"), Password: r.PostFormValue("password"), Role: r.PostFormValue("role")}
 	if _, err := h.Auth.CreateUser(r.Context(), me.Username, nu); err != nil {
-		h.renderUsers(w, r, formStatus(err), err, nu.Username, nu.Role)
+		h.renderUsers(w, r, formStatus(err), err, "", nu.Username, nu.Role)
 		return
 	}
 	http.Redirect(w, r, "/users?done=user-added", http.StatusSeeOther)
@@ -97,7 +99,7 @@ func (h *Handlers) UpdateUserForm(w http.ResponseWriter, r *http.Request) {
 			h.renderError(w, r, err)
 			return
 		}
-		h.renderUsers(w, r, formStatus(err), err, "", "")
+		h.renderUsers(w, r, formStatus(err), err, chi.URLParam(r, "id"), "", "")
 		return
 	}
 	http.Redirect(w, r, "/users?done=saved", http.StatusSeeOther)

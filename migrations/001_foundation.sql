@@ -95,12 +95,14 @@ create index events_type on events (type, at desc);
 -- local: browser sessions of this appliance.
 create table sessions (
     id_hash      bytea primary key,
+    user_id      text not null default '',
     data         bytea not null,
     created_at   timestamptz not null,
     last_seen_at timestamptz not null,
     expires_at   timestamptz not null
 );
 create index sessions_expires on sessions (expires_at);
+create index sessions_user on sessions (user_id);
 
 -- local: failed sign-ins, to slow down guessing.
 create table login_failures (

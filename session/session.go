@@ -111,7 +111,7 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 		values[ks] = vs
 	}
 	data, _ := json.Marshal(values)
-	row := store.SessionRow{Data: data, LastSeenAt: now}
+	row := store.SessionRow{UserID: values["uid"], Data: data, LastSeenAt: now}
 	if sess.ID == "" {
 		sess.ID = newID()
 		row.CreatedAt = now

@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Tx is the transaction in which the FSM applies one raft command. Its
@@ -66,7 +67,12 @@ func (s *Store) Apply(ctx context.Context, index, term uint64, fn func(*Tx) erro
 	if ferr := fn(&Tx{tx: tx, Index: index}); ferr != nil {
 		var rej *Rejection
 		if !errors.As(ferr, &rej) {
-			return nil, false, fmt.Errorf("apply %d: %w", index, ferr)
+			if !deterministic(ferr) {
+				return nil, false, fmt.Errorf("apply %d: %w", index, ferr)
+			}
+			// Every member's PostgreSQL refuses this data alike: retrying
+			// would stall the cluster, so it becomes the command's outcome.
+			rej = Reject("", "the database refused the change: %v", ferr)
 		}
 		outcome = rej
 		if _, err := tx.Exec(ctx, `rollback to savepoint command`); err != nil {
@@ -80,6 +86,20 @@ func (s *Store) Apply(ctx context.Context, index, term uint64, fn func(*Tx) erro
 		return nil, false, fmt.Errorf("apply %d: commit: %w", index, err)
 	}
 	return outcome, false, nil
+}
+
+// deterministic tells whether a database error depends on the data only
+// (a bad value, a violated constraint), not on this server's condition.
+func deterministic(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23": // data exception, integrity constraint violation
+		return true
+	}
+	return false
 }
 
 // replicatedTables are copied in a raft snapshot, parents before children.

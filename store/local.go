@@ -12,6 +12,7 @@ import (
 // cookie's secret, so a copy of the table opens no session.
 type SessionRow struct {
 	IDHash     []byte
+	UserID     string
 	Data       []byte
 	CreatedAt  time.Time
 	LastSeenAt time.Time
@@ -21,8 +22,8 @@ type SessionRow struct {
 // SessionByHash returns a session that has not expired.
 func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time) (SessionRow, error) {
 	var r SessionRow
-	err := s.pool.QueryRow(ctx, `select id_hash, data, created_at, last_seen_at, expires_at from sessions where id_hash = $1 and expires_at > $2`, idHash, now).
-		Scan(&r.IDHash, &r.Data, &r.CreatedAt, &r.LastSeenAt, &r.ExpiresAt)
+	err := s.pool.QueryRow(ctx, `select id_hash, user_id, data, created_at, last_seen_at, expires_at from sessions where id_hash = $1 and expires_at > $2`, idHash, now).
+		Scan(&r.IDHash, &r.UserID, &r.Data, &r.CreatedAt, &r.LastSeenAt, &r.ExpiresAt)
 	if err != nil {
 		return r, fmt.Errorf("session: %w", notFound(err))
 	}
@@ -31,9 +32,9 @@ func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time)
 
 // PutSession creates or updates a session.
 func (s *Store) PutSession(ctx context.Context, r SessionRow) error {
-	_, err := s.pool.Exec(ctx, `insert into sessions (id_hash, data, created_at, last_seen_at, expires_at) values ($1, $2, $3, $4, $5)
-		on conflict (id_hash) do update set data = excluded.data, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`,
-		r.IDHash, r.Data, r.CreatedAt, r.LastSeenAt, r.ExpiresAt)
+	_, err := s.pool.Exec(ctx, `insert into sessions (id_hash, user_id, data, created_at, last_seen_at, expires_at) values ($1, $2, $3, $4, $5, $6)
+		on conflict (id_hash) do update set user_id = excluded.user_id, data = excluded.data, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`,
+		r.IDHash, r.UserID, r.Data, r.CreatedAt, r.LastSeenAt, r.ExpiresAt)
 	if err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}

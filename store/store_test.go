@@ -345,3 +345,20 @@ func TestLoginFailuresAndOIDCLoginsAreOneShot(t *testing.T) {
 		t.Fatalf("second take: %v; want not found", err)
 	}
 }
+
+// A value every member's PostgreSQL refuses alike must not stall the FSM in
+// retries: it becomes the command's outcome.
+func TestApplyDataErrorBecomesRejection(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	outcome, _, err := st.Apply(ctx, 1, 1, func(tx *store.Tx) error {
+		return tx.PutSetting(ctx, "clusterName", json.RawMessage(`"a\u0000b"`), time.Now(), "admin")
+	})
+	var rej *store.Rejection
+	if err != nil || !errors.As(outcome, &rej) {
+		t.Fatalf("outcome %v, err %v; want a rejection", outcome, err)
+	}
+	if idx, _, _ := st.AppliedIndex(ctx); idx != 1 {
+		t.Fatalf("applied index = %d; want 1", idx)
+	}
+}

@@ -119,9 +119,13 @@ func (t *Tx) UpdateUser(ctx context.Context, id string, c UserChange, at time.Ti
 		return Reject("id", "no user %s", id)
 	}
 	if c.Disabled != nil && *c.Disabled || c.PasswordHash != nil {
-		// A disabled user, or one whose password was reset, keeps no API token.
+		// A disabled user, or one whose password was reset, keeps no API
+		// token and no session: whoever knew the old password is out.
 		if _, err := t.tx.Exec(ctx, `update api_tokens set revoked_at = $2 where user_id = $1 and revoked_at is null`, id, at); err != nil {
 			return fmt.Errorf("revoke tokens: %w", err)
+		}
+		if _, err := t.tx.Exec(ctx, `delete from sessions where user_id = $1`, id); err != nil {
+			return fmt.Errorf("end sessions: %w", err)
 		}
 	}
 	return nil

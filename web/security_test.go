@@ -646,3 +646,26 @@ func TestSecurityReturnStaysOnSite(t *testing.T) {
 		}
 	}
 }
+
+// A password reset or a disable ends the user's sessions on the server:
+// whoever knew the old password is out at once.
+func TestPasswordResetEndsSessions(t *testing.T) {
+	app := testapp.Start(t)
+	id := app.CreateUser(t, "carol", "carol-password-1", "Helpdesk")
+	c := app.Client()
+	app.Login(t, c, "carol", "carol-password-1")
+	if resp, err := c.Get(app.URL + "/users"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed-in page: %v %v", resp, err)
+	}
+	if status := app.JSON(t, app.AdminToken(t), http.MethodPatch, "/api/v1/users/"+id, map[string]string{"password": "carol-password-2"}, nil); status != http.StatusOK {
+		t.Fatalf("reset password: status %d", status)
+	}
+	resp, err := c.Get(app.URL + "/users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Fatalf("after the reset: status %d to %q; want a redirect to /login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

@@ -2,11 +2,9 @@ package cluster_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +39,7 @@ func startNode(t *testing.T, dir, url string) *member {
 		t.Fatal(err)
 	}
 	// A one-member cluster never dials; the stream layer is still real.
-	stream := cluster.NewStreamLayer(cluster.AdvertiseAddr("127.0.0.1:1"), &net.Dialer{}, func() *tls.Config { return &tls.Config{} })
+	stream := cluster.NewStreamLayer(cluster.AdvertiseAddr("127.0.0.1:1"))
 	timing := cluster.DefaultTiming()
 	timing.Heartbeat, timing.Election, timing.LeaderLease = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
 	n, err := cluster.Start(ctx, cluster.Config{

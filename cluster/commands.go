@@ -36,6 +36,8 @@ type EventSpec struct {
 const (
 	CmdInitCluster     = "cluster.init"
 	CmdPutMember       = "member.put"
+	CmdRemoveMember    = "member.remove"
+	CmdReplaceCluster  = "cluster.replace"
 	CmdPutSettings     = "settings.put"
 	CmdRecordEvent     = "event.record"
 	CmdCreateUser      = "user.create"
@@ -72,6 +74,20 @@ type InitCluster struct {
 	ClusterID string            `json:"clusterId"`
 	Member    MemberData        `json:"member"`
 	Settings  map[string]string `json:"settings,omitempty"`
+	CA        *CA               `json:"ca,omitempty"`
+}
+
+// RemoveMember is the data of CmdRemoveMember.
+type RemoveMember struct {
+	MemberID string `json:"memberId"`
+}
+
+// ReplaceCluster is the data of CmdReplaceCluster: an appliance that left
+// its cluster keeps its data in a new one-member cluster with a new CA.
+type ReplaceCluster struct {
+	ClusterID string     `json:"clusterId"`
+	Member    MemberData `json:"member"`
+	CA        CA         `json:"ca"`
 }
 
 // MemberData describes a member in commands.
@@ -204,6 +220,11 @@ func applyEffect(ctx context.Context, tx *store.Tx, cmd Command) error {
 		if err := tx.InitCluster(ctx, store.ClusterInfo{ID: d.ClusterID, CreatedAt: cmd.At}); err != nil {
 			return err
 		}
+		if d.CA != nil {
+			if err := putCA(ctx, tx, *d.CA, cmd.At); err != nil {
+				return err
+			}
+		}
 		for k, v := range d.Settings {
 			raw, _ := json.Marshal(v)
 			if err := tx.PutSetting(ctx, k, raw, cmd.At, cmd.Actor); err != nil {
@@ -211,6 +232,21 @@ func applyEffect(ctx context.Context, tx *store.Tx, cmd Command) error {
 			}
 		}
 		return tx.PutMember(ctx, memberRow(d.Member, cmd.At))
+	case CmdRemoveMember:
+		d, err := decode[RemoveMember](cmd)
+		if err != nil {
+			return err
+		}
+		return tx.RemoveMember(ctx, d.MemberID)
+	case CmdReplaceCluster:
+		d, err := decode[ReplaceCluster](cmd)
+		if err != nil {
+			return err
+		}
+		if err := putCA(ctx, tx, d.CA, cmd.At); err != nil {
+			return err
+		}
+		return tx.ReplaceCluster(ctx, store.ClusterInfo{ID: d.ClusterID, CreatedAt: cmd.At}, memberRow(d.Member, cmd.At))
 	case CmdPutMember:
 		d, err := decode[MemberData](cmd)
 		if err != nil {
@@ -363,4 +399,15 @@ func applyUpsertOIDCUser(ctx context.Context, tx *store.Tx, d UpsertOIDCUser, at
 		return nil
 	}
 	return tx.UpdateUser(ctx, u.ID, store.UserChange{Role: &d.Role}, at)
+}
+
+// keyCA is the name of the cluster CA in the key ring.
+const keyCA = "ca"
+
+func putCA(ctx context.Context, tx *store.Tx, ca CA, at time.Time) error {
+	raw, err := json.Marshal(ca)
+	if err != nil {
+		return err
+	}
+	return tx.PutKey(ctx, keyCA, raw, at)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,7 +21,7 @@ type fsm struct {
 	store   *store.Store
 	log     *slog.Logger
 	closing <-chan struct{}
-	applied func(index uint64)
+	applied *atomic.Uint64
 }
 
 // ApplyResult is what raft's ApplyFuture.Response returns for a command.
@@ -30,6 +31,11 @@ type ApplyResult struct {
 
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
+		return ApplyResult{}
+	}
+	// Entries at or below the applied index were applied before (a replay
+	// after a restart, or a log shipped after a snapshot copy).
+	if l.Index <= f.applied.Load() {
 		return ApplyResult{}
 	}
 	var cmd Command
@@ -46,9 +52,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 			return apply(context.Background(), tx, cmd)
 		})
 		if err == nil {
-			if f.applied != nil {
-				f.applied(l.Index)
-			}
+			f.applied.Store(l.Index)
 			res := ApplyResult{}
 			if rej, ok := outcome.(*store.Rejection); ok {
 				res.Rejection = rej
@@ -84,9 +88,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm restore: %w", err)
 	}
 	f.log.Info("restored raft snapshot", "index", index)
-	if f.applied != nil {
-		f.applied(index)
-	}
+	f.applied.Store(index)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -96,32 +97,48 @@ type Config struct {
 	Version   string
 	Store     *store.Store
 	Log       *slog.Logger
-	Stream    raft.StreamLayer
-	Timing    Timing
+	Stream    *StreamLayer
+	// Dialer reaches other members (raft and the node API): the seam where
+	// tests cut, delay or drop links.
+	Dialer Dialer
+	Timing Timing
+}
+
+// raftInstance is one life of raft on this appliance. Enrollment, Unjoin
+// and Reset replace it (the FSM and its database stay).
+type raftInstance struct {
+	raft      *raft.Raft
+	logStore  *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
 }
 
 // Node is this appliance's member of the raft group.
 type Node struct {
-	cfg       Config
-	raft      *raft.Raft
-	logStore  *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
-	store     *store.Store
-	log       *slog.Logger
-	closing   chan struct{}
-	wg        sync.WaitGroup
-	applied   atomic.Uint64
+	cfg     Config
+	inst    atomic.Pointer[raftInstance]
+	instMu  sync.Mutex // serialises replacing the raft instance
+	fsm     *fsm
+	store   *store.Store
+	log     *slog.Logger
+	closing chan struct{}
+	wg      sync.WaitGroup
+	applied atomic.Uint64
+	// leaderCh receives raft's leadership changes, whichever instance.
+	leaderCh  chan bool
 	ready     chan struct{}
 	readyOnce sync.Once
 	runner    *Runner
 	started   time.Time
+	creds     atomic.Pointer[Credentials]
+	mode      atomic.Pointer[Mode]
+	peers     *PeerClient
+	pending   pendingPeers
 	// healthChecks are added before the node serves requests.
 	healthChecks []HealthCheck
 }
 
-// ErrNotLeader is returned for a proposal on a member that is not the
-// primary (forwarding comes with multi-member clusters).
-var ErrNotLeader = errors.New("this appliance is not the primary")
+// ErrNotLeader is returned for a proposal when no primary can be reached.
+var ErrNotLeader = errors.New("this appliance is not the primary and no primary can be reached")
 
 // Start opens the raft log and starts the node. On the very first start it
 // bootstraps a one-member cluster; later starts find their state on disk.
@@ -129,88 +146,143 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Timing == (Timing{}) {
 		cfg.Timing = DefaultTiming()
 	}
-	raftDir := filepath.Join(cfg.DataDir, "raft")
-	if err := os.MkdirAll(raftDir, 0o700); err != nil {
-		return nil, fmt.Errorf("raft directory: %w", err)
+	if cfg.Dialer == nil {
+		cfg.Dialer = &net.Dialer{}
 	}
-	n := &Node{cfg: cfg, store: cfg.Store, log: cfg.Log, closing: make(chan struct{}), ready: make(chan struct{}), started: time.Now().UTC()}
+	n := &Node{cfg: cfg, store: cfg.Store, log: cfg.Log, closing: make(chan struct{}), ready: make(chan struct{}),
+		started: time.Now().UTC(), leaderCh: make(chan bool, 16)}
 	n.runner = newRunner(n)
+	n.peers = newPeerClient(n)
+	cfg.Stream.dialer, cfg.Stream.clientTLS = cfg.Dialer, n.PeerClientTLS
 	index, _, err := cfg.Store.AppliedIndex(ctx)
 	if err != nil {
 		return nil, err
 	}
 	n.applied.Store(index)
-
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{cfg.Log}})
-	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "log.bolt")})
+	mode, err := loadMode(cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("open raft log: %w", err)
+		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
-	if err != nil {
-		logStore.Close()
-		return nil, fmt.Errorf("open raft snapshots: %w", err)
+	n.mode.Store(&mode)
+	if err := n.loadCredentials(ctx); err != nil {
+		return nil, err
 	}
-	n.logStore = logStore
-	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  cfg.Stream,
-		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  hlog,
-	})
-
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.Identity.ID)
-	rc.HeartbeatTimeout = cfg.Timing.Heartbeat
-	rc.ElectionTimeout = cfg.Timing.Election
-	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLease
-	rc.CommitTimeout = cfg.Timing.Commit
-	rc.Logger = hlog
-	// The FSM's state lives in PostgreSQL and survives restarts.
-	rc.NoSnapshotRestoreOnStart = true
-
-	f := &fsm{store: cfg.Store, log: cfg.Log, closing: n.closing, applied: func(i uint64) { n.applied.Store(i) }}
-	hasState, err := raft.HasExistingState(logStore, logStore, snaps)
-	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("raft state: %w", err)
+	n.fsm = &fsm{store: cfg.Store, log: cfg.Log, closing: n.closing, applied: &n.applied}
+	// A member being enrolled waits, raft running but not bootstrapped,
+	// for the primary to add it.
+	bootstrap := mode.State != StateMaintenance
+	if err := n.startRaft(bootstrap, false); err != nil {
+		return nil, err
 	}
-	if !hasState {
-		cfg.Log.Info("bootstrapping a new one-member cluster", "member", cfg.Identity.ID)
-		err := raft.BootstrapCluster(rc, logStore, logStore, snaps, n.transport, raft.Configuration{Servers: []raft.Server{
-			{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise)},
-		}})
-		if err != nil {
-			n.closeStores()
-			return nil, fmt.Errorf("bootstrap cluster: %w", err)
-		}
-	}
-	r, err := raft.NewRaft(rc, f, logStore, logStore, snaps, n.transport)
-	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("start raft: %w", err)
-	}
-	n.raft = r
 	n.wg.Add(1)
 	go n.watchLeadership()
 	return n, nil
 }
 
-func (n *Node) closeStores() {
-	n.transport.Close()
-	n.logStore.Close()
+func (n *Node) raftDir() string { return filepath.Join(n.cfg.DataDir, "raft") }
+
+func (n *Node) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Identity.ID)
+	rc.HeartbeatTimeout = n.cfg.Timing.Heartbeat
+	rc.ElectionTimeout = n.cfg.Timing.Election
+	rc.LeaderLeaseTimeout = n.cfg.Timing.LeaderLease
+	rc.CommitTimeout = n.cfg.Timing.Commit
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log}})
+	rc.NotifyCh = n.leaderCh
+	// The FSM's state lives in PostgreSQL and survives restarts.
+	rc.NoSnapshotRestoreOnStart = true
+	return rc
 }
+
+// startRaft starts a raft instance on the raft directory. With wipe, the
+// directory is emptied first (a new life: enrolled elsewhere, or
+// standalone). With bootstrap, a directory without state becomes a
+// one-member cluster of this appliance.
+func (n *Node) startRaft(bootstrap, wipe bool) error {
+	dir := n.raftDir()
+	if wipe {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("wipe raft state: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("raft directory: %w", err)
+	}
+	rc := n.raftConfig()
+	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "log.bolt")})
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, rc.Logger)
+	if err != nil {
+		logStore.Close()
+		return fmt.Errorf("open raft snapshots: %w", err)
+	}
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  n.cfg.Stream.view(),
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  rc.Logger,
+	})
+	inst := &raftInstance{logStore: logStore, transport: transport}
+	hasState, err := raft.HasExistingState(logStore, logStore, snaps)
+	if err != nil {
+		inst.close()
+		return fmt.Errorf("raft state: %w", err)
+	}
+	if !hasState && bootstrap {
+		n.log.Info("bootstrapping a new one-member cluster", "member", n.ID())
+		err := raft.BootstrapCluster(rc, logStore, logStore, snaps, transport, raft.Configuration{Servers: []raft.Server{
+			{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(n.cfg.Advertise)},
+		}})
+		if err != nil {
+			inst.close()
+			return fmt.Errorf("bootstrap cluster: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logStore, logStore, snaps, transport)
+	if err != nil {
+		inst.close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	inst.raft = r
+	n.inst.Store(inst)
+	return nil
+}
+
+func (inst *raftInstance) close() error {
+	var err error
+	if inst.raft != nil {
+		err = inst.raft.Shutdown().Error()
+	}
+	inst.transport.Close()
+	if cerr := inst.logStore.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// restartRaft ends this raft life and starts another.
+func (n *Node) restartRaft(bootstrap, wipe bool) error {
+	n.instMu.Lock()
+	defer n.instMu.Unlock()
+	if err := n.inst.Load().close(); err != nil {
+		n.log.Warn("stop raft", "err", err)
+	}
+	return n.startRaft(bootstrap, wipe)
+}
+
+func (n *Node) r() *raft.Raft { return n.inst.Load().raft }
 
 // Shutdown stops the operations runner and raft, and closes the raft log.
 func (n *Node) Shutdown() error {
 	close(n.closing)
 	n.runner.stop()
-	err := n.raft.Shutdown().Error()
+	n.instMu.Lock()
+	err := n.inst.Load().close()
+	n.instMu.Unlock()
 	n.wg.Wait()
-	n.transport.Close()
-	if cerr := n.logStore.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("stop raft: %w", err)
 	}
@@ -230,7 +302,7 @@ func (n *Node) Version() string { return n.cfg.Version }
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
 // IsLeader tells whether this member is the primary.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.r().State() == raft.Leader }
 
 // Runner is the operations runner.
 func (n *Node) Runner() *Runner { return n.runner }
@@ -250,18 +322,18 @@ type Status struct {
 
 // Status reports raft's view from this member.
 func (n *Node) Status() Status {
-	addr, id := n.raft.LeaderWithID()
+	addr, id := n.r().LeaderWithID()
 	st := Status{
-		RaftState:    n.raft.State().String(),
+		RaftState:    n.r().State().String(),
 		LeaderID:     string(id),
 		LeaderAddr:   string(addr),
-		LastContact:  n.raft.LastContact(),
+		LastContact:  n.r().LastContact(),
 		AppliedIndex: n.applied.Load(),
-		CommitIndex:  n.raft.CommitIndex(),
-		LastIndex:    n.raft.LastIndex(),
-		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.r().CommitIndex(),
+		LastIndex:    n.r().LastIndex(),
+		Term:         n.r().CurrentTerm(),
 	}
-	if f := n.raft.GetConfiguration(); f.Error() == nil {
+	if f := n.r().GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			if s.Suffrage == raft.Voter {
 				st.Voters++
@@ -287,28 +359,72 @@ func (n *Node) Propose(ctx context.Context, cmd Command) error {
 	if cmd.Actor == "" {
 		cmd.Actor = "system"
 	}
-	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
-	}
 	data, err := json.Marshal(cmd)
 	if err != nil {
 		return fmt.Errorf("propose %s: %w", cmd.Type, err)
 	}
+	if n.r().State() != raft.Leader {
+		return n.forward(ctx, data)
+	}
+	_, err = n.proposeLocal(ctx, data)
+	return err
+}
+
+// proposeLocal proposes on the leader and returns the entry's index.
+func (n *Node) proposeLocal(ctx context.Context, data []byte) (uint64, error) {
 	timeout := n.cfg.Timing.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	f := n.raft.Apply(data, timeout)
+	f := n.r().Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return ErrNotLeader
+			return 0, ErrNotLeader
 		}
-		return fmt.Errorf("propose %s: %w", cmd.Type, err)
+		return 0, fmt.Errorf("propose: %w", err)
 	}
 	if res, ok := f.Response().(ApplyResult); ok && res.Rejection != nil {
-		return res.Rejection
+		return f.Index(), res.Rejection
+	}
+	return f.Index(), nil
+}
+
+// forward sends a proposal to the leader over the node API and waits until
+// this member has applied it too, so the caller reads its own write.
+func (n *Node) forward(ctx context.Context, data []byte) error {
+	_, leaderID := n.r().LeaderWithID()
+	if leaderID == "" {
+		return ErrNotLeader
+	}
+	addr, _ := n.r().LeaderWithID()
+	index, err := n.peers.Propose(ctx, string(addr), data)
+	if err != nil {
+		return err
+	}
+	return n.WaitApplied(ctx, index)
+}
+
+// WaitApplied waits until this member has applied the entry at index.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	for n.applied.Load() < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting to apply entry %d: %w", index, ctx.Err())
+		case <-n.closing:
+			return ErrNotLeader
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	return nil
+}
+
+// ProposeForPeer proposes a command a member forwarded; it answers the
+// entry's index and the rejection, if any.
+func (n *Node) ProposeForPeer(ctx context.Context, data []byte) (uint64, error) {
+	if n.r().State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	return n.proposeLocal(ctx, data)
 }
 
 // ProposeData encodes data into a command of type typ and proposes it.
@@ -338,7 +454,7 @@ func (n *Node) watchLeadership() {
 		select {
 		case <-n.closing:
 			return
-		case isLeader := <-n.raft.LeaderCh():
+		case isLeader := <-n.leaderCh:
 			if isLeader {
 				n.onLeader()
 			}
@@ -355,13 +471,19 @@ func (n *Node) onLeader() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Wait until every entry of earlier terms is applied here.
-	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+	if err := n.r().Barrier(10 * time.Second).Error(); err != nil {
 		n.log.Warn("barrier after election", "err", err)
 		return
 	}
 	me := MemberData{ID: n.ID(), Name: n.cfg.Name, Address: n.cfg.Advertise, Version: n.cfg.Version, IsVoter: true}
 	if _, err := n.store.Cluster(ctx); errors.Is(err, store.ErrNotFound) {
-		err := n.ProposeData(ctx, CmdInitCluster, "system", InitCluster{ClusterID: uuid.NewString(), Member: me},
+		clusterID := uuid.NewString()
+		ca, err := NewCA(clusterID)
+		if err != nil {
+			n.log.Error("create cluster CA", "err", err)
+			return
+		}
+		err = n.ProposeData(ctx, CmdInitCluster, "system", InitCluster{ClusterID: clusterID, Member: me, CA: &ca},
 			&EventSpec{Type: "ClusterCreated", Details: map[string]string{"member": n.cfg.Name}})
 		if err != nil {
 			n.log.Error("create cluster", "err", err)
@@ -372,6 +494,10 @@ func (n *Node) onLeader() {
 		return
 	} else if err := n.refreshSelf(ctx, me); err != nil {
 		n.log.Error("update member record", "err", err)
+	}
+	// The first member signs its own member certificate with the new CA.
+	if err := n.ensureOwnCertificate(ctx); err != nil {
+		n.log.Error("member certificate", "err", err)
 	}
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.runner.settleOrphans(ctx)
@@ -410,5 +536,5 @@ var _ io.Writer = slogWriter{}
 // TakeSnapshot asks raft for a snapshot now (raft also takes them by itself
 // as the log grows).
 func (n *Node) TakeSnapshot() error {
-	return n.raft.Snapshot().Error()
+	return n.r().Snapshot().Error()
 }

@@ -74,11 +74,11 @@ type MemberStatus struct {
 
 // SelfState is this member's state as it knows it.
 func (n *Node) SelfState() string {
-	switch n.raft.State() {
+	switch n.r().State() {
 	case raft.Leader:
 		return StateOnline
 	case raft.Follower:
-		if _, id := n.raft.LeaderWithID(); id != "" {
+		if _, id := n.r().LeaderWithID(); id != "" {
 			return StateReplicaWithQuorum
 		}
 		return StateReplicaNoQuorum
@@ -128,7 +128,7 @@ func (n *Node) checkDatabase(ctx context.Context) (string, string) {
 }
 
 func (n *Node) checkApplyLag(context.Context) (string, string) {
-	lag := int64(n.raft.CommitIndex()) - int64(n.applied.Load())
+	lag := int64(n.r().CommitIndex()) - int64(n.applied.Load())
 	if lag > 1000 {
 		return HealthWarning, fmt.Sprintf("applying committed changes is %d entries behind", lag)
 	}
@@ -143,7 +143,7 @@ func (n *Node) MemberStatuses(ctx context.Context) ([]MemberStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, leaderID := n.raft.LeaderWithID()
+	_, leaderID := n.r().LeaderWithID()
 	now := time.Now().UTC()
 	out := make([]MemberStatus, 0, len(members))
 	for _, m := range members {

@@ -28,7 +28,7 @@ type Dialer interface {
 type StreamLayer struct {
 	addr      net.Addr
 	dialer    Dialer
-	clientTLS func() *tls.Config
+	clientTLS func() (*tls.Config, error)
 	conns     chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -37,9 +37,10 @@ type StreamLayer struct {
 	handed map[*handedConn]bool
 }
 
-// NewStreamLayer returns a stream layer that advertises addr.
-func NewStreamLayer(addr net.Addr, dialer Dialer, clientTLS func() *tls.Config) *StreamLayer {
-	return &StreamLayer{addr: addr, dialer: dialer, clientTLS: clientTLS, conns: make(chan net.Conn), closed: make(chan struct{}), handed: map[*handedConn]bool{}}
+// NewStreamLayer returns a stream layer that advertises addr. The node that
+// uses it sets how it dials (its Dialer and member certificate).
+func NewStreamLayer(addr net.Addr) *StreamLayer {
+	return &StreamLayer{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{}), handed: map[*handedConn]bool{}}
 }
 
 // HandOff gives an accepted raft connection to raft, and returns when raft
@@ -114,7 +115,11 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, err
 	}
-	cfg := s.clientTLS()
+	cfg, err := s.clientTLS()
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
 	cfg.NextProtos = []string{RaftALPN}
 	c := tls.Client(raw, cfg)
 	if err := c.HandshakeContext(ctx); err != nil {
@@ -126,6 +131,35 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		return nil, errors.New("peer does not speak raft over TLS")
 	}
 	return c, nil
+}
+
+// view is the stream layer as one raft transport sees it: closing it (as
+// raft does when it shuts down) does not close the layer, which outlives
+// raft instances (Add Replica and Unjoin start new ones).
+func (s *StreamLayer) view() raft.StreamLayer {
+	return &streamView{StreamLayer: s, closed: make(chan struct{})}
+}
+
+type streamView struct {
+	*StreamLayer
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (v *streamView) Accept() (net.Conn, error) {
+	select {
+	case c := <-v.conns:
+		return c, nil
+	case <-v.closed:
+		return nil, errors.New("raft transport closed")
+	case <-v.StreamLayer.closed:
+		return nil, errors.New("raft stream layer closed")
+	}
+}
+
+func (v *streamView) Close() error {
+	v.closeOnce.Do(func() { close(v.closed) })
+	return nil
 }
 
 // AdvertiseAddr turns "host:port" into a net.Addr for the stream layer.

@@ -15,6 +15,15 @@ create table cluster (
     created_at  timestamptz not null
 );
 
+-- The cluster key ring: the cluster CA (certificate and key) and, later,
+-- the keys that encrypt secrets. Replicated, so any member can become the
+-- primary and sign a new member's certificate.
+create table cluster_keys (
+    name       text primary key,
+    value      jsonb not null,
+    created_at timestamptz not null
+);
+
 create table settings (
     key        text primary key,
     value      jsonb not null,

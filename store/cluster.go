@@ -280,3 +280,54 @@ func (s *Store) UnfinishedOperations(ctx context.Context) ([]Operation, error) {
 	}
 	return ops, rows.Err()
 }
+
+// PutKey stores a key of the cluster key ring.
+func (t *Tx) PutKey(ctx context.Context, name string, value json.RawMessage, at time.Time) error {
+	_, err := t.tx.Exec(ctx, `insert into cluster_keys (name, value, created_at) values ($1, $2, $3)
+		on conflict (name) do update set value = excluded.value, created_at = excluded.created_at`, name, value, at)
+	if err != nil {
+		return fmt.Errorf("put key %s: %w", name, err)
+	}
+	return nil
+}
+
+// Key returns a key of the cluster key ring.
+func (s *Store) Key(ctx context.Context, name string) (json.RawMessage, error) {
+	var v []byte
+	if err := s.pool.QueryRow(ctx, `select value from cluster_keys where name = $1`, name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("key %s: %w", name, notFound(err))
+	}
+	return v, nil
+}
+
+// RemoveMember deletes a member.
+func (t *Tx) RemoveMember(ctx context.Context, id string) error {
+	if _, err := t.tx.Exec(ctx, `delete from members where id = $1`, id); err != nil {
+		return fmt.Errorf("remove member %s: %w", id, err)
+	}
+	return nil
+}
+
+// ReplaceCluster gives the cluster a new identity with one member: an
+// appliance that left keeps its data in a cluster of its own.
+func (t *Tx) ReplaceCluster(ctx context.Context, c ClusterInfo, m Member) error {
+	if _, err := t.tx.Exec(ctx, `delete from cluster_lock`); err != nil {
+		return fmt.Errorf("replace cluster: %w", err)
+	}
+	if _, err := t.tx.Exec(ctx, `delete from members`); err != nil {
+		return fmt.Errorf("replace cluster: %w", err)
+	}
+	if _, err := t.tx.Exec(ctx, `update cluster set cluster_id = $1, created_at = $2`, c.ID, c.CreatedAt); err != nil {
+		return fmt.Errorf("replace cluster: %w", err)
+	}
+	return t.PutMember(ctx, m)
+}
+
+// ResetAppliedIndex starts the FSM's count again for a new raft log, keeping
+// the data: an appliance that leaves a cluster starts a log of its own.
+func (s *Store) ResetAppliedIndex(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `update fsm_state set applied_index = 0, applied_term = 0`); err != nil {
+		return fmt.Errorf("reset applied index: %w", err)
+	}
+	return nil
+}

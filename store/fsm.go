@@ -105,7 +105,7 @@ func deterministic(err error) bool {
 // replicatedTables are copied in a raft snapshot, parents before children.
 // Appliance-local tables (sessions, login_failures, oidc_logins) never are.
 var replicatedTables = []string{
-	"cluster", "settings", "members", "users", "api_tokens",
+	"cluster", "cluster_keys", "settings", "members", "users", "api_tokens",
 	"operations", "cluster_lock", "events",
 }
 
@@ -115,9 +115,10 @@ func ReplicatedTables() []string { return append([]string(nil), replicatedTables
 const snapshotMagic = "CONCLAVE-SNAPSHOT-1\n"
 
 type snapshotHeader struct {
-	AppliedIndex uint64   `json:"appliedIndex"`
-	AppliedTerm  uint64   `json:"appliedTerm"`
-	Tables       []string `json:"tables"`
+	AppliedIndex uint64           `json:"appliedIndex"`
+	AppliedTerm  uint64           `json:"appliedTerm"`
+	Tables       []string         `json:"tables"`
+	Rows         map[string]int64 `json:"rows,omitempty"`
 }
 
 // Snapshot is a consistent view of the replicated tables at one applied index.
@@ -149,7 +150,11 @@ func (snap *Snapshot) WriteTo(ctx context.Context, w io.Writer) error {
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return err
 	}
-	hdr, _ := json.Marshal(snapshotHeader{AppliedIndex: snap.Index, AppliedTerm: snap.Term, Tables: replicatedTables})
+	rows, err := snap.RowCounts(ctx)
+	if err != nil {
+		return err
+	}
+	hdr, _ := json.Marshal(snapshotHeader{AppliedIndex: snap.Index, AppliedTerm: snap.Term, Tables: replicatedTables, Rows: rows})
 	if err := writeFrame(bw, hdr); err != nil {
 		return err
 	}
@@ -163,6 +168,41 @@ func (snap *Snapshot) WriteTo(ctx context.Context, w io.Writer) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// RowCounts counts the rows of each replicated table in the snapshot.
+func (snap *Snapshot) RowCounts(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, t := range replicatedTables {
+		var n int64
+		if err := snap.tx.QueryRow(ctx, "select count(*) from "+t).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", t, err)
+		}
+		out[t] = n
+	}
+	return out, nil
+}
+
+// Checksums fingerprints each replicated table in the snapshot: its row
+// count and the MD5 of its rows in a fixed order. Two members with the same
+// applied index must have the same checksums.
+func (snap *Snapshot) Checksums(ctx context.Context) (map[string]TableChecksum, error) {
+	out := map[string]TableChecksum{}
+	for _, t := range replicatedTables {
+		var c TableChecksum
+		q := "select count(*), coalesce(md5(string_agg(r::text, E'\\n' order by r::text)), '') from " + t + " r"
+		if err := snap.tx.QueryRow(ctx, q).Scan(&c.Rows, &c.MD5); err != nil {
+			return nil, fmt.Errorf("checksum %s: %w", t, err)
+		}
+		out[t] = c
+	}
+	return out, nil
+}
+
+// TableChecksum is a table's row count and content hash.
+type TableChecksum struct {
+	Rows int64  `json:"rows"`
+	MD5  string `json:"md5"`
 }
 
 // Close ends the snapshot's transaction.

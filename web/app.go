@@ -36,6 +36,9 @@ type Config struct {
 	OIDC            cluster.OIDCSettings // used when Issuer is set
 	Timing          cluster.Timing
 	Auth            auth.Config
+	// Dialer reaches other appliances; tests pass one that cuts or delays
+	// links. Nil: a plain net.Dialer.
+	Dialer cluster.Dialer
 	SessionIdle     time.Duration
 	SessionAbsolute time.Duration
 	Log             *slog.Logger
@@ -145,13 +148,10 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 	a.Fingerprint = Fingerprint(cert)
 	a.URL = "https://" + advertise + "/"
 
-	a.stream = cluster.NewStreamLayer(cluster.AdvertiseAddr(advertise), &net.Dialer{}, func() *tls.Config {
-		// Peer certificates arrive with the cluster CA (Add Replica).
-		return &tls.Config{MinVersion: tls.VersionTLS12}
-	})
+	a.stream = cluster.NewStreamLayer(cluster.AdvertiseAddr(advertise))
 	a.Node, err = cluster.Start(ctx, cluster.Config{
 		DataDir: dataDir, Identity: identity, Name: cfg.Name, Advertise: advertise, Version: cfg.Version,
-		Store: a.Store, Log: cfg.Log, Stream: a.stream, Timing: cfg.Timing,
+		Store: a.Store, Log: cfg.Log, Stream: a.stream, Timing: cfg.Timing, Dialer: cfg.Dialer,
 	})
 	if err != nil {
 		return nil, err
@@ -173,7 +173,21 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 		Log:      cfg.Log, Version: cfg.Version, ApplianceURL: a.URL, OIDCOverride: oidcOverride,
 	})
 	tlsCfg := serverTLS(cert)
-	tlsCfg.NextProtos = []string{"http/1.1", cluster.RaftALPN}
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	node := a.Node
+	// Members ask for the peer server name: they get the member
+	// certificate and must show theirs; browsers get the appliance's.
+	tlsCfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if hello.ServerName != cluster.PeerServerName {
+			return nil, nil
+		}
+		peer := node.PeerServerTLS()
+		if peer == nil {
+			return nil, fmt.Errorf("this appliance is not a cluster member yet")
+		}
+		peer.CipherSuites = tlsCfg.CipherSuites
+		return peer, nil
+	}
 	a.server = &http.Server{
 		Handler:           NewRouter(h, cfg.Log),
 		TLSConfig:         tlsCfg,

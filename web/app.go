@@ -26,19 +26,19 @@ import (
 // Config is an appliance's configuration; every field has a flag and an
 // environment variable in cmd/conclave.
 type Config struct {
-	Listen          string // host:port of the HTTPS server
-	Advertise       string // host:port other members use; default: the listen address
-	DataDir         string
-	DatabaseURL     string // empty: a private PostgreSQL under DataDir
-	Name            string
-	AdminPassword   string // first start only
-	Version         string
-	OIDC            cluster.OIDCSettings // used when Issuer is set
-	Timing          cluster.Timing
-	Auth            auth.Config
+	Listen        string // host:port of the HTTPS server
+	Advertise     string // host:port other members use; default: the listen address
+	DataDir       string
+	DatabaseURL   string // empty: a private PostgreSQL under DataDir
+	Name          string
+	AdminPassword string // first start only
+	Version       string
+	OIDC          cluster.OIDCSettings // used when Issuer is set
+	Timing        cluster.Timing
+	Auth          auth.Config
 	// Dialer reaches other appliances; tests pass one that cuts or delays
 	// links. Nil: a plain net.Dialer.
-	Dialer cluster.Dialer
+	Dialer          cluster.Dialer
 	SessionIdle     time.Duration
 	SessionAbsolute time.Duration
 	Log             *slog.Logger

@@ -133,6 +133,12 @@ type Node struct {
 	mode      atomic.Pointer[Mode]
 	peers     *PeerClient
 	pending   pendingPeers
+	grants    grants
+	statusMu    sync.Mutex
+	statusCache map[string]cachedStatus
+	// standaloneMu serialises BecomeStandalone.
+	standaloneMu sync.Mutex
+	enrollKey atomic.Pointer[[]byte] // the key of the certificate being issued
 	// healthChecks are added before the node serves requests.
 	healthChecks []HealthCheck
 }
@@ -176,6 +182,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.watchLeadership()
+	if mode.State == StateLeavingCluster {
+		go n.watchRemoval()
+	}
 	return n, nil
 }
 

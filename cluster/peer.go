@@ -203,3 +203,31 @@ func CertFingerprint(der []byte) string {
 	}
 	return b.String()
 }
+
+// OperationRequest asks the primary to start an operation for a member.
+type OperationRequest struct {
+	Actor    string `json:"actor"`
+	MemberID string `json:"memberId"`
+}
+
+// startOnLeader asks the primary to start an operation (a replica's console
+// or API forwards it) and returns the operation's ID.
+func (p *PeerClient) startOnLeader(ctx context.Context, n *Node, kind, actor, memberID string) (string, error) {
+	addr, id := n.r().LeaderWithID()
+	if id == "" {
+		return "", ErrNotLeader
+	}
+	body, _ := json.Marshal(OperationRequest{Actor: actor, MemberID: memberID})
+	var ans struct {
+		OperationID string `json:"operationId"`
+	}
+	err := doJSON(ctx, p.http, http.MethodPost, "https://"+string(addr)+"/node/v1/operations/"+kind, "", bytes.NewReader(body), "application/json", &ans)
+	var pe *PeerError
+	if errors.As(err, &pe) && pe.Status < 500 {
+		return "", store.Reject(pe.Field, "%s", pe.Message)
+	}
+	if err != nil {
+		return "", fmt.Errorf("ask the primary: %w", err)
+	}
+	return ans.OperationID, nil
+}

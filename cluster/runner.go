@@ -27,6 +27,9 @@ type OperationSpec struct {
 	StartEvent string // e.g. ClusterReplicaEnrollmentStarted
 	EndEvent   string // e.g. ClusterReplicaEnrollmentCompleted
 	Details    map[string]string
+	// OnFailure undoes what the steps did, so a failed operation leaves
+	// the cluster as it was.
+	OnFailure func(ctx context.Context, failure error)
 }
 
 // Runner runs operations on the primary. Every start, progress report and
@@ -95,6 +98,11 @@ func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec
 				q.set(ctx, StepSkipped, 0, "not run: an earlier step failed", nil)
 			}
 			result, errText = OpFailed, fmt.Sprintf("%s: %v", s.Name, err)
+			if spec.OnFailure != nil {
+				undoCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				spec.OnFailure(undoCtx, err)
+				cancel()
+			}
 			break
 		}
 		if err := p.set(ctx, StepSucceeded, 100, p.lastMessage(), &end); err != nil {

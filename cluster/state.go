@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -74,6 +75,9 @@ type MemberStatus struct {
 
 // SelfState is this member's state as it knows it.
 func (n *Node) SelfState() string {
+	if m := n.Mode(); m.State != "" {
+		return m.State
+	}
 	switch n.r().State() {
 	case raft.Leader:
 		return StateOnline
@@ -136,8 +140,9 @@ func (n *Node) checkApplyLag(context.Context) (string, string) {
 }
 
 // MemberStatuses lists the members with their roles, states and health.
-// Only this member's own state is known first-hand; others are Unknown
-// until they are probed.
+// This member knows its own state first-hand and asks the others over the
+// node API (answers are kept for a second); one that does not answer is
+// Unreachable.
 func (n *Node) MemberStatuses(ctx context.Context) ([]MemberStatus, error) {
 	members, err := n.store.Members(ctx)
 	if err != nil {
@@ -145,8 +150,9 @@ func (n *Node) MemberStatuses(ctx context.Context) ([]MemberStatus, error) {
 	}
 	_, leaderID := n.r().LeaderWithID()
 	now := time.Now().UTC()
-	out := make([]MemberStatus, 0, len(members))
-	for _, m := range members {
+	out := make([]MemberStatus, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
 		ms := MemberStatus{Member: m, Role: "Replica", State: StateUnknown, Health: HealthWarning, HealthReason: "not measured from this appliance yet", CheckedAt: now}
 		if string(leaderID) == m.ID {
 			ms.Role = "Primary"
@@ -159,10 +165,59 @@ func (n *Node) MemberStatuses(ctx context.Context) ([]MemberStatus, error) {
 			if n.IsLeader() {
 				ms.Role = "Primary"
 			}
+			out[i] = ms
+			continue
 		}
-		out = append(out, ms)
+		out[i] = ms
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			st, at, err := n.peerStatus(ctx, out[i].ID, out[i].Address)
+			out[i].CheckedAt = at
+			if err != nil {
+				out[i].State, out[i].Health = StateUnreachable, HealthSick
+				out[i].HealthReason = "does not answer this appliance: " + err.Error()
+				return
+			}
+			out[i].State, out[i].Health, out[i].HealthReason, out[i].UpSince = st.State, st.Health, st.HealthReason, st.UpSince
+		}(i)
 	}
+	wg.Wait()
 	return out, nil
+}
+
+type cachedStatus struct {
+	st  PeerStatus
+	err error
+	at  time.Time
+}
+
+// peerStatus asks a member for its status, at most once a second.
+func (n *Node) peerStatus(ctx context.Context, id, addr string) (PeerStatus, time.Time, error) {
+	n.statusMu.Lock()
+	c, ok := n.statusCache[id]
+	n.statusMu.Unlock()
+	if ok && time.Since(c.at) < time.Second {
+		return c.st, c.at, c.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := n.peers.Status(ctx, addr)
+	c = cachedStatus{st: st, err: err, at: time.Now().UTC()}
+	n.statusMu.Lock()
+	if n.statusCache == nil {
+		n.statusCache = map[string]cachedStatus{}
+	}
+	n.statusCache[id] = c
+	n.statusMu.Unlock()
+	return st, c.at, err
+}
+
+// OwnStatus is what this member answers on GET /node/v1/status.
+func (n *Node) OwnStatus(ctx context.Context) PeerStatus {
+	h, reason := n.SelfHealth(ctx)
+	return PeerStatus{ID: n.ID(), Name: n.cfg.Name, State: n.SelfState(), Health: h, HealthReason: reason, Version: n.cfg.Version,
+		AppliedIndex: n.applied.Load(), UpSince: n.started}
 }
 
 // FaultTolerance is how many voters may fail before consensus is lost.

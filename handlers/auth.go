@@ -282,3 +282,24 @@ func (h *Handlers) RevokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// RequireWritable refuses configuration changes on an appliance that is not
+// a writable primary (a replica, Maintenance, read-only after Unjoin),
+// naming where to make them instead.
+func (h *Handlers) RequireWritable(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reason := h.Node.ReadOnlyReason()
+		if reason == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if st := h.Node.Status(); st.LeaderAddr != "" && !h.Node.IsLeader() {
+			reason += " The primary is https://" + st.LeaderAddr + "/."
+		}
+		if isAPI(r) {
+			writeJSON(w, http.StatusConflict, apiError{Message: reason})
+			return
+		}
+		h.renderMessage(w, r, http.StatusConflict, reason)
+	})
+}

@@ -146,6 +146,11 @@ func (s *Store) BeginSnapshot(ctx context.Context) (*Snapshot, error) {
 // WriteTo streams every replicated table with COPY (binary format), each
 // table framed in length-prefixed chunks.
 func (snap *Snapshot) WriteTo(ctx context.Context, w io.Writer) error {
+	return snap.WriteToProgress(ctx, w, nil)
+}
+
+// WriteToProgress is WriteTo, calling tableDone after each table.
+func (snap *Snapshot) WriteToProgress(ctx context.Context, w io.Writer, tableDone func(table string)) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return err
@@ -165,6 +170,12 @@ func (snap *Snapshot) WriteTo(ctx context.Context, w io.Writer) error {
 		}
 		if err := writeFrame(bw, nil); err != nil {
 			return err
+		}
+		if tableDone != nil {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			tableDone(table)
 		}
 	}
 	return bw.Flush()

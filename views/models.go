@@ -231,3 +231,60 @@ type ErrorPage struct {
 	Status  int
 	Message string
 }
+
+// ReplicaFacts describe an appliance to add, as it answered.
+type ReplicaFacts struct {
+	ID          string
+	Name        string
+	Address     string
+	Version     string
+	State       string
+	Fingerprint string
+	ClusterName string
+}
+
+// AddReplicaPage is the Add Replica flow on the primary.
+type AddReplicaPage struct {
+	Page
+	Step         string // address, found, confirm
+	ReadOnly     string
+	Address      string
+	FormError    string
+	Replica      ReplicaFacts
+	AuthorizeURL string
+	Grant        string
+	Phrase       string
+	Steps        []string
+}
+
+// EnrollAuthorizePage is on the replica: approve being added.
+type EnrollAuthorizePage struct {
+	Page
+	ClusterID   string
+	ClusterName string
+	PrimaryName string
+	Return      string
+	Info        ReplicaFacts
+	FormError   string
+}
+
+// UnjoinPage confirms removing a replica.
+type UnjoinPage struct {
+	Page
+	MemberID   string
+	MemberName string
+	Address    string
+	Phrase     string
+	Refused    string
+	FormError  string
+	Steps      []string
+}
+
+// ActivatePage confirms Activate.
+type ActivatePage struct {
+	Page
+	Name      string
+	Phrase    string
+	Refused   string
+	FormError string
+}

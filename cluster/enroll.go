@@ -340,9 +340,9 @@ func (n *Node) AddReplica(ctx context.Context, actor string, t EnrollTarget) (st
 
 // enrollment is one Add Replica run on the primary.
 type enrollment struct {
-	n        *Node
-	t        EnrollTarget
-	client   *http.Client
+	n         *Node
+	t         EnrollTarget
+	client    *http.Client
 	memberID  string
 	csr       []byte
 	snapIndex uint64

@@ -124,21 +124,21 @@ type Node struct {
 	wg      sync.WaitGroup
 	applied atomic.Uint64
 	// leaderCh receives raft's leadership changes, whichever instance.
-	leaderCh  chan bool
-	ready     chan struct{}
-	readyOnce sync.Once
-	runner    *Runner
-	started   time.Time
-	creds     atomic.Pointer[Credentials]
-	mode      atomic.Pointer[Mode]
-	peers     *PeerClient
-	pending   pendingPeers
-	grants    grants
+	leaderCh    chan bool
+	ready       chan struct{}
+	readyOnce   sync.Once
+	runner      *Runner
+	started     time.Time
+	creds       atomic.Pointer[Credentials]
+	mode        atomic.Pointer[Mode]
+	peers       *PeerClient
+	pending     pendingPeers
+	grants      grants
 	statusMu    sync.Mutex
 	statusCache map[string]cachedStatus
 	// standaloneMu serialises BecomeStandalone.
 	standaloneMu sync.Mutex
-	enrollKey atomic.Pointer[[]byte] // the key of the certificate being issued
+	enrollKey    atomic.Pointer[[]byte] // the key of the certificate being issued
 	// healthChecks are added before the node serves requests.
 	healthChecks []HealthCheck
 }

@@ -66,7 +66,10 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 	// to stand alone, although raft no longer lists it.
 	var unpend func()
 	steps := []StepFunc{
-		func(ctx context.Context, p *Progress) error { _, err := n.CheckUnjoinRunning(ctx, memberID); return err },
+		func(ctx context.Context, p *Progress) error {
+			_, err := n.CheckUnjoinRunning(ctx, memberID)
+			return err
+		},
 		func(ctx context.Context, p *Progress) error {
 			unpend = n.pending.add(memberID)
 			return n.peers.Leave(ctx, addr)

@@ -37,6 +37,9 @@ const (
 	CmdInitCluster     = "cluster.init"
 	CmdPutMember       = "member.put"
 	CmdRemoveMember    = "member.remove"
+	CmdPutSession      = "session.put"
+	CmdDeleteSession   = "session.delete"
+	CmdPruneSessions   = "session.prune"
 	CmdReplaceCluster  = "cluster.replace"
 	CmdPutSettings     = "settings.put"
 	CmdRecordEvent     = "event.record"
@@ -75,6 +78,15 @@ type InitCluster struct {
 	Member    MemberData        `json:"member"`
 	Settings  map[string]string `json:"settings,omitempty"`
 	CA        *CA               `json:"ca,omitempty"`
+}
+
+// SessionData is the data of CmdPutSession and CmdDeleteSession.
+type SessionData struct {
+	IDHash    []byte    `json:"idHash"`
+	UserID    string    `json:"userId,omitempty"`
+	Data      []byte    `json:"data,omitempty"`
+	CreatedAt time.Time `json:"createdAt,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt,omitempty"`
 }
 
 // RemoveMember is the data of CmdRemoveMember.
@@ -232,6 +244,20 @@ func applyEffect(ctx context.Context, tx *store.Tx, cmd Command) error {
 			}
 		}
 		return tx.PutMember(ctx, memberRow(d.Member, cmd.At))
+	case CmdPutSession:
+		d, err := decode[SessionData](cmd)
+		if err != nil {
+			return err
+		}
+		return tx.PutSession(ctx, store.SessionRow{IDHash: d.IDHash, UserID: d.UserID, Data: d.Data, CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt})
+	case CmdDeleteSession:
+		d, err := decode[SessionData](cmd)
+		if err != nil {
+			return err
+		}
+		return tx.DeleteSession(ctx, d.IDHash)
+	case CmdPruneSessions:
+		return tx.DeleteSessionsExpiredBefore(ctx, cmd.At)
 	case CmdRemoveMember:
 		d, err := decode[RemoveMember](cmd)
 		if err != nil {

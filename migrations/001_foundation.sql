@@ -101,17 +101,25 @@ create table events (
 create index events_at on events (at desc, raft_index desc);
 create index events_type on events (type, at desc);
 
--- local: browser sessions of this appliance.
+-- Browser sessions, replicated: a session started on one member is valid on
+-- every member, so a load balancer needs no sticky sessions. The cookie
+-- carries a random ID; only its SHA-256 is kept.
 create table sessions (
     id_hash      bytea primary key,
     user_id      text not null default '',
     data         bytea not null,
     created_at   timestamptz not null,
-    last_seen_at timestamptz not null,
     expires_at   timestamptz not null
 );
 create index sessions_expires on sessions (expires_at);
 create index sessions_user on sessions (user_id);
+
+-- local: when this appliance last saw each session (idle timeout). Kept per
+-- member so a page view is never a cluster-wide write.
+create table session_activity (
+    id_hash      bytea primary key,
+    last_seen_at timestamptz not null
+);
 
 -- local: failed sign-ins, to slow down guessing.
 create table login_failures (

@@ -5,6 +5,7 @@
 package session
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -23,16 +24,25 @@ import (
 // insist on Secure, Path=/ and no Domain, so no other site can set it.
 const CookieName = "__Host-conclave"
 
+// Backend keeps the sessions: reads from this appliance's database, writes
+// through the cluster (see cluster.SessionBackend).
+type Backend interface {
+	SessionByHash(ctx context.Context, idHash []byte, now time.Time) (store.SessionRow, error)
+	PutSession(ctx context.Context, r store.SessionRow) error
+	DeleteSession(ctx context.Context, idHash []byte) error
+	TouchSession(ctx context.Context, idHash []byte, at time.Time) error
+}
+
 // Store keeps sessions in PostgreSQL.
 type Store struct {
-	db       *store.Store
+	db       Backend
 	Idle     time.Duration
 	Absolute time.Duration
 	now      func() time.Time
 }
 
 // NewStore returns a store with the given timeouts.
-func NewStore(db *store.Store, idle, absolute time.Duration) *Store {
+func NewStore(db Backend, idle, absolute time.Duration) *Store {
 	return &Store{db: db, Idle: idle, Absolute: absolute, now: time.Now}
 }
 
@@ -63,7 +73,8 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 		return sess, err
 	}
 	if now.Sub(row.LastSeenAt) > s.Idle {
-		s.db.DeleteSession(r.Context(), row.IDHash)
+		// Idle as far as this appliance saw; another member may have seen
+		// it since, so the session itself is left to its absolute end.
 		return sess, ErrExpired
 	}
 	var values map[string]string
@@ -77,8 +88,7 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	sess.IsNew = false
 	// Record activity at most once a minute: a page view is not a write.
 	if now.Sub(row.LastSeenAt) > time.Minute {
-		row.LastSeenAt = now
-		if err := s.db.PutSession(r.Context(), row); err != nil {
+		if err := s.db.TouchSession(r.Context(), row.IDHash, now); err != nil {
 			return sess, err
 		}
 	}
@@ -125,6 +135,9 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Sess
 	}
 	row.IDHash = hashID(sess.ID)
 	if err := s.db.PutSession(r.Context(), row); err != nil {
+		return err
+	}
+	if err := s.db.TouchSession(r.Context(), row.IDHash, now); err != nil {
 		return err
 	}
 	http.SetCookie(w, sessions.NewCookie(sess.Name(), sess.ID, sess.Options))

@@ -103,10 +103,11 @@ func deterministic(err error) bool {
 }
 
 // replicatedTables are copied in a raft snapshot, parents before children.
-// Appliance-local tables (sessions, login_failures, oidc_logins) never are.
+// Appliance-local tables (session_activity, login_failures, oidc_logins)
+// never are.
 var replicatedTables = []string{
 	"cluster", "cluster_keys", "settings", "members", "users", "api_tokens",
-	"operations", "cluster_lock", "events",
+	"operations", "cluster_lock", "events", "sessions",
 }
 
 // ReplicatedTables lists the tables a snapshot carries.

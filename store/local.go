@@ -9,7 +9,8 @@ import (
 )
 
 // SessionRow is a browser session as stored; the key is a hash of the
-// cookie's secret, so a copy of the table opens no session.
+// cookie's secret, so a copy of the table opens no session. LastSeenAt is
+// this appliance's own record of activity (or the creation time).
 type SessionRow struct {
 	IDHash     []byte
 	UserID     string
@@ -22,7 +23,9 @@ type SessionRow struct {
 // SessionByHash returns a session that has not expired.
 func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time) (SessionRow, error) {
 	var r SessionRow
-	err := s.pool.QueryRow(ctx, `select id_hash, user_id, data, created_at, last_seen_at, expires_at from sessions where id_hash = $1 and expires_at > $2`, idHash, now).
+	err := s.pool.QueryRow(ctx, `select s.id_hash, s.user_id, s.data, s.created_at, greatest(s.created_at, a.last_seen_at), s.expires_at
+		from sessions s left join session_activity a on a.id_hash = s.id_hash
+		where s.id_hash = $1 and s.expires_at > $2`, idHash, now).
 		Scan(&r.IDHash, &r.UserID, &r.Data, &r.CreatedAt, &r.LastSeenAt, &r.ExpiresAt)
 	if err != nil {
 		return r, fmt.Errorf("session: %w", notFound(err))
@@ -30,29 +33,49 @@ func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time)
 	return r, nil
 }
 
-// PutSession creates or updates a session.
-func (s *Store) PutSession(ctx context.Context, r SessionRow) error {
-	_, err := s.pool.Exec(ctx, `insert into sessions (id_hash, user_id, data, created_at, last_seen_at, expires_at) values ($1, $2, $3, $4, $5, $6)
-		on conflict (id_hash) do update set user_id = excluded.user_id, data = excluded.data, last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at`,
-		r.IDHash, r.UserID, r.Data, r.CreatedAt, r.LastSeenAt, r.ExpiresAt)
+// PutSession creates or updates a session (applied through raft).
+func (t *Tx) PutSession(ctx context.Context, r SessionRow) error {
+	_, err := t.tx.Exec(ctx, `insert into sessions (id_hash, user_id, data, created_at, expires_at) values ($1, $2, $3, $4, $5)
+		on conflict (id_hash) do update set user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at`,
+		r.IDHash, r.UserID, r.Data, r.CreatedAt, r.ExpiresAt)
 	if err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	return nil
 }
 
-// DeleteSession removes a session (sign-out, rotation).
-func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
-	if _, err := s.pool.Exec(ctx, `delete from sessions where id_hash = $1`, idHash); err != nil {
+// DeleteSession removes a session (sign-out, rotation; applied through raft).
+func (t *Tx) DeleteSession(ctx context.Context, idHash []byte) error {
+	if _, err := t.tx.Exec(ctx, `delete from sessions where id_hash = $1`, idHash); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil
 }
 
-// DeleteExpired removes expired sessions and stale OIDC logins.
-func (s *Store) DeleteExpired(ctx context.Context, now time.Time) error {
-	if _, err := s.pool.Exec(ctx, `delete from sessions where expires_at <= $1`, now); err != nil {
+// DeleteSessionsExpiredBefore removes sessions past their absolute end
+// (applied through raft, with the time the primary chose).
+func (t *Tx) DeleteSessionsExpiredBefore(ctx context.Context, before time.Time) error {
+	if _, err := t.tx.Exec(ctx, `delete from sessions where expires_at <= $1`, before); err != nil {
 		return fmt.Errorf("delete expired sessions: %w", err)
+	}
+	return nil
+}
+
+// TouchSession records that this appliance saw the session now.
+func (s *Store) TouchSession(ctx context.Context, idHash []byte, at time.Time) error {
+	_, err := s.pool.Exec(ctx, `insert into session_activity (id_hash, last_seen_at) values ($1, $2)
+		on conflict (id_hash) do update set last_seen_at = excluded.last_seen_at`, idHash, at)
+	if err != nil {
+		return fmt.Errorf("record session activity: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpired removes this appliance's local leftovers: activity of
+// sessions that are gone, and stale OIDC logins.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time) error {
+	if _, err := s.pool.Exec(ctx, `delete from session_activity a where not exists (select 1 from sessions s where s.id_hash = a.id_hash)`); err != nil {
+		return fmt.Errorf("delete stale session activity: %w", err)
 	}
 	if _, err := s.pool.Exec(ctx, `delete from oidc_logins where created_at <= $1`, now.Add(-15*time.Minute)); err != nil {
 		return fmt.Errorf("delete stale oidc logins: %w", err)

@@ -169,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 	}
 	h := handlers.New(handlers.Deps{
 		Store: a.Store, Node: a.Node, Auth: a.Auth, OIDC: auth.NewOIDC(a.Auth, nil),
-		Sessions: session.NewStore(a.Store, cfg.SessionIdle, cfg.SessionAbsolute),
+		Sessions: session.NewStore(a.Node.Sessions(), cfg.SessionIdle, cfg.SessionAbsolute),
 		Log:      cfg.Log, Version: cfg.Version, ApplianceURL: a.URL, OIDCOverride: oidcOverride,
 	})
 	tlsCfg := serverTLS(cert)
@@ -233,6 +233,9 @@ func (a *Appliance) sweep() {
 	defer t.Stop()
 	for {
 		if err := a.Store.DeleteExpired(context.Background(), time.Now()); err != nil {
+			a.log.Warn("delete stale sign-ins", "err", err)
+		}
+		if err := a.Node.PruneSessions(context.Background()); err != nil {
 			a.log.Warn("delete expired sessions", "err", err)
 		}
 		select {

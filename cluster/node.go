@@ -459,6 +459,7 @@ func (n *Node) watchLeadership() {
 	defer n.wg.Done()
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
+	ticks := 0
 	for {
 		select {
 		case <-n.closing:
@@ -468,6 +469,13 @@ func (n *Node) watchLeadership() {
 				n.onLeader()
 			}
 		case <-check.C:
+			// The primary settles operations whose runner is gone, now
+			// and then (at an election the old runner may still be alive).
+			if ticks++; ticks%10 == 0 && n.IsLeader() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				n.runner.settleOrphans(ctx)
+				cancel()
+			}
 			// Ready also on followers, once they applied the cluster.
 			if _, err := n.store.Cluster(context.Background()); err == nil {
 				n.readyOnce.Do(func() { close(n.ready) })
@@ -546,4 +554,25 @@ var _ io.Writer = slogWriter{}
 // as the log grows).
 func (n *Node) TakeSnapshot() error {
 	return n.r().Snapshot().Error()
+}
+
+// ProposeDataRetrying is ProposeData that waits out an election: while no
+// primary is known (a failover, a primary that just died), it tries again
+// for up to 15 seconds. Operations use it so that a change of primary does
+// not abandon them.
+func (n *Node) ProposeDataRetrying(ctx context.Context, typ, actor string, data any, ev *EventSpec) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := n.ProposeData(ctx, typ, actor, data, ev)
+		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-n.closing:
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

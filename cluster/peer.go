@@ -127,6 +127,8 @@ type PeerStatus struct {
 	Version      string    `json:"version"`
 	AppliedIndex uint64    `json:"appliedIndex"`
 	UpSince      time.Time `json:"upSince"`
+	// RunningOperations are the operations this member's runner runs.
+	RunningOperations []string `json:"runningOperations"`
 }
 
 // Status asks the member at addr how it is.

@@ -123,7 +123,7 @@ func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec
 	}
 	finishCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.n.ProposeData(finishCtx, CmdFinishOperation, actor, FinishOperation{OperationID: opID, State: result, Error: errText}, ev); err != nil {
+	if err := r.n.ProposeDataRetrying(finishCtx, CmdFinishOperation, actor, FinishOperation{OperationID: opID, State: result, Error: errText}, ev); err != nil {
 		log.Warn("cannot record the end of the operation", "err", err)
 	}
 }
@@ -140,7 +140,7 @@ func (r *Runner) settleOrphans(ctx context.Context) {
 		r.mu.Lock()
 		_, mine := r.running[op.ID]
 		r.mu.Unlock()
-		if mine {
+		if mine || r.n.runningElsewhere(ctx, op) {
 			continue
 		}
 		msg := fmt.Sprintf("the primary that ran it (member %s) stopped before it ended; check the cluster view before retrying", op.OwnerID)
@@ -250,7 +250,7 @@ func (p *Progress) propose(ctx context.Context, state string, percent int, messa
 		started := p.started
 		step.StartedAt = &started
 	}
-	return p.r.n.ProposeData(ctx, CmdUpdateStep, p.actor, UpdateStep{OperationID: p.opID, Index: p.index, Step: step}, nil)
+	return p.r.n.ProposeDataRetrying(ctx, CmdUpdateStep, p.actor, UpdateStep{OperationID: p.opID, Index: p.index, Step: step}, nil)
 }
 
 func (p *Progress) current() int {
@@ -263,4 +263,24 @@ func (p *Progress) lastMessage() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.message
+}
+
+// cancel stops this member's run of an operation, if it runs one.
+func (r *Runner) cancel(opID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cancel, ok := r.running[opID]; ok {
+		cancel()
+	}
+}
+
+// Running lists the operations this member runs now.
+func (r *Runner) Running() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.running))
+	for id := range r.running {
+		out = append(out, id)
+	}
+	return out
 }

@@ -111,6 +111,8 @@ func (h *Handlers) NodeStartOperation(w http.ResponseWriter, r *http.Request) {
 	switch chi.URLParam(r, "kind") {
 	case "unjoin":
 		id, err = h.Node.Unjoin(r.Context(), req.Actor, req.MemberID)
+	case "failover":
+		id, err = h.Node.Failover(r.Context(), req.Actor, req.MemberID)
 	default:
 		writeJSON(w, http.StatusNotFound, apiError{Message: "no such operation"})
 		return

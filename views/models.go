@@ -288,3 +288,23 @@ type ActivatePage struct {
 	Refused   string
 	FormError string
 }
+
+// FailoverPage confirms a planned failover.
+type FailoverPage struct {
+	Page
+	MemberID   string
+	MemberName string
+	Primary    string
+	Lag        string
+	Phrase     string
+	Refused    string
+	FormError  string
+}
+
+// UnlockPage confirms Unlock Cluster.
+type UnlockPage struct {
+	Page
+	Phrase    string
+	Refused   string
+	FormError string
+}

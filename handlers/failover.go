@@ -1,0 +1,129 @@
+package handlers
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"conclave/views"
+)
+
+// Typed phrases of Failover and Unlock Cluster.
+const (
+	PhraseFailover = "Failover"
+	PhraseUnlock   = "Unlock Cluster"
+)
+
+// APIFailover is POST /api/v1/cluster/members/{id}/promote.
+func (h *Handlers) APIFailover(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Confirm string `json:"confirm"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := checkPhrase(req.Confirm, PhraseFailover); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	me, _ := principal(r)
+	id, err := h.Node.Failover(r.Context(), me.Username, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeOperationError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/operations/"+id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"operationId": id})
+}
+
+// APIUnlock is POST /api/v1/cluster/unlock.
+func (h *Handlers) APIUnlock(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Confirm string `json:"confirm"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := checkPhrase(req.Confirm, PhraseUnlock); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	me, _ := principal(r)
+	id, err := h.Node.UnlockCluster(r.Context(), me.Username)
+	if err != nil {
+		h.writeOperationError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"operationId": id, "operation": "None"})
+}
+
+// FailoverPage confirms a failover to a replica.
+func (h *Handlers) FailoverPage(w http.ResponseWriter, r *http.Request) {
+	h.renderFailover(w, r, http.StatusOK, "")
+}
+
+func (h *Handlers) renderFailover(w http.ResponseWriter, r *http.Request, status int, formErr string) {
+	id := chi.URLParam(r, "id")
+	p := views.FailoverPage{Page: h.page(r, "Failover", "cluster"), MemberID: id, Phrase: PhraseFailover, FormError: formErr, Primary: h.Node.Name()}
+	target, lag, err := h.Node.CheckFailover(r.Context(), id)
+	p.MemberName = target.Name
+	p.Lag = fmt.Sprintf("%d changes behind (has applied %d of %d)", lag.Entries, lag.Applied, lag.Target)
+	if err != nil && formErr == "" {
+		p.Refused = err.Error()
+	}
+	render(w, r, status, views.Failover(p))
+}
+
+// FailoverStart is the confirmed failover form.
+func (h *Handlers) FailoverStart(w http.ResponseWriter, r *http.Request) {
+	if err := parseForm(w, r); err != nil {
+		h.renderError(w, r, err)
+		return
+	}
+	if err := checkPhrase(r.PostFormValue("confirm"), PhraseFailover); err != nil {
+		h.renderFailover(w, r, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	me, _ := principal(r)
+	id, err := h.Node.Failover(r.Context(), me.Username, chi.URLParam(r, "id"))
+	if err != nil {
+		h.renderFailover(w, r, http.StatusConflict, err.Error())
+		return
+	}
+	http.Redirect(w, r, "/operations/"+id, http.StatusSeeOther)
+}
+
+// UnlockPage confirms Unlock Cluster, saying who holds the lock and since when.
+func (h *Handlers) UnlockPage(w http.ResponseWriter, r *http.Request) {
+	h.renderUnlock(w, r, http.StatusOK, "")
+}
+
+func (h *Handlers) renderUnlock(w http.ResponseWriter, r *http.Request, status int, formErr string) {
+	p := views.UnlockPage{Page: h.page(r, "Unlock Cluster", "cluster"), Phrase: PhraseUnlock, FormError: formErr}
+	if p.Banner == nil {
+		p.Refused = "The cluster is not locked: no operation is in progress."
+	}
+	render(w, r, status, views.Unlock(p))
+}
+
+// UnlockStart is the confirmed Unlock Cluster form.
+func (h *Handlers) UnlockStart(w http.ResponseWriter, r *http.Request) {
+	if err := parseForm(w, r); err != nil {
+		h.renderError(w, r, err)
+		return
+	}
+	if err := checkPhrase(r.PostFormValue("confirm"), PhraseUnlock); err != nil {
+		h.renderUnlock(w, r, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	me, _ := principal(r)
+	id, err := h.Node.UnlockCluster(r.Context(), me.Username)
+	if err != nil {
+		h.renderUnlock(w, r, http.StatusConflict, err.Error())
+		return
+	}
+	http.Redirect(w, r, "/operations/"+id, http.StatusSeeOther)
+}

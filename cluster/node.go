@@ -134,6 +134,8 @@ type Node struct {
 	peers       *PeerClient
 	pending     pendingPeers
 	grants      grants
+	events      eventQueue
+	lastLeader  atomic.Value // string: the last leader this member knew
 	statusMu    sync.Mutex
 	statusCache map[string]cachedStatus
 	// standaloneMu serialises BecomeStandalone.
@@ -180,8 +182,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.startRaft(bootstrap, false); err != nil {
 		return nil, err
 	}
-	n.wg.Add(1)
+	n.lastLeader.Store("")
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.watchState()
 	if mode.State == StateLeavingCluster {
 		go n.watchRemoval()
 	}

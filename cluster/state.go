@@ -81,12 +81,15 @@ func (n *Node) SelfState() string {
 	switch n.r().State() {
 	case raft.Leader:
 		return StateOnline
-	case raft.Follower:
+	case raft.Follower, raft.Candidate:
 		if _, id := n.r().LeaderWithID(); id != "" {
 			return StateReplicaWithQuorum
 		}
-		return StateReplicaNoQuorum
-	case raft.Candidate:
+		// The primary that lost its majority stepped down; until another
+		// is elected it says what it was.
+		if last, _ := n.lastLeader.Load().(string); last == n.ID() {
+			return StatePrimaryNoQuorum
+		}
 		return StateReplicaNoQuorum
 	}
 	return StateUnknown

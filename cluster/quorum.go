@@ -1,0 +1,109 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// stateDebounce is how long a new state must hold before it is recorded:
+// a link that flaps does not flood the audit log with events.
+const stateDebounce = 2 * time.Second
+
+// stateEvents are the events of a change of this member's state.
+func stateEvents(from, to string) []string {
+	evs := []string{"ApplianceStateChanged"}
+	switch {
+	case from == StateOnline && to == StatePrimaryNoQuorum:
+		evs = append(evs, "ClusterPrimaryQuorumLost")
+	case from == StatePrimaryNoQuorum && to == StateOnline:
+		evs = append(evs, "ClusterPrimaryQuorumRestored")
+	case from == StateReplicaWithQuorum && to == StateReplicaNoQuorum:
+		evs = append(evs, "ClusterReplicaQuorumLost")
+	case from == StateReplicaNoQuorum && to == StateReplicaWithQuorum:
+		evs = append(evs, "ClusterReplicaQuorumRestored")
+	}
+	return evs
+}
+
+// eventQueue holds events that cannot be written while there is no quorum;
+// they are written later with the time they happened.
+type eventQueue struct {
+	mu  sync.Mutex
+	cmd []Command
+}
+
+func (q *eventQueue) push(c Command) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cmd = append(q.cmd, c)
+}
+
+func (q *eventQueue) peek() (Command, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.cmd) == 0 {
+		return Command{}, false
+	}
+	return q.cmd[0], true
+}
+
+func (q *eventQueue) pop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cmd = q.cmd[1:]
+}
+
+// watchState records changes of this member's state, debounced, and writes
+// queued events whenever a primary can be reached.
+func (n *Node) watchState() {
+	defer n.wg.Done()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	recorded := n.SelfState()
+	candidate, since := recorded, time.Now()
+	for {
+		select {
+		case <-n.closing:
+			return
+		case <-tick.C:
+		}
+		if _, id := n.r().LeaderWithID(); id != "" {
+			n.lastLeader.Store(string(id))
+		}
+		now := n.SelfState()
+		if now != candidate {
+			candidate, since = now, time.Now()
+		}
+		if candidate != recorded && time.Since(since) >= stateDebounce {
+			at := since.UTC()
+			for _, typ := range stateEvents(recorded, candidate) {
+				n.events.push(Command{Type: CmdRecordEvent, At: at, Actor: "system", Member: n.ID(),
+					Event: &EventSpec{Type: typ, Details: map[string]string{"from": recorded, "to": candidate, "member": n.cfg.Name}}})
+			}
+			n.log.Info("appliance state changed", "from", recorded, "to", candidate)
+			recorded = candidate
+		}
+		n.flushEvents()
+	}
+}
+
+// flushEvents writes queued events, oldest first, while it can.
+func (n *Node) flushEvents() {
+	for {
+		cmd, ok := n.events.peek()
+		if !ok {
+			return
+		}
+		if _, id := n.r().LeaderWithID(); id == "" {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := n.Propose(ctx, cmd)
+		cancel()
+		if err != nil {
+			return
+		}
+		n.events.pop()
+	}
+}

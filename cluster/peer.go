@@ -28,21 +28,11 @@ type PeerClient struct {
 func newPeerClient(n *Node) *PeerClient {
 	tr := &http.Transport{
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			raw, err := n.cfg.Dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
 			cfg, err := n.PeerClientTLS()
 			if err != nil {
-				raw.Close()
 				return nil, err
 			}
-			c := tls.Client(raw, cfg)
-			if err := c.HandshakeContext(ctx); err != nil {
-				raw.Close()
-				return nil, err
-			}
-			return c, nil
+			return dialTLS(ctx, n.cfg.Dialer, addr, cfg)
 		},
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
@@ -163,10 +153,6 @@ func (p *PeerClient) Leave(ctx context.Context, addr string) error {
 func (n *Node) PublicClient(fingerprint string) *http.Client {
 	tr := &http.Transport{
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			raw, err := n.cfg.Dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
 			cfg := &tls.Config{
 				MinVersion:         tls.VersionTLS12,
 				InsecureSkipVerify: true, // the fingerprint pin below is the check
@@ -180,12 +166,7 @@ func (n *Node) PublicClient(fingerprint string) *http.Client {
 					return nil
 				},
 			}
-			c := tls.Client(raw, cfg)
-			if err := c.HandshakeContext(ctx); err != nil {
-				raw.Close()
-				return nil, err
-			}
-			return c, nil
+			return dialTLS(ctx, n.cfg.Dialer, addr, cfg)
 		},
 	}
 	return &http.Client{Transport: tr, Timeout: 10 * time.Minute}

@@ -111,19 +111,13 @@ func (s *StreamLayer) Addr() net.Addr { return s.addr }
 func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	raw, err := s.dialer.DialContext(ctx, "tcp", string(address))
-	if err != nil {
-		return nil, err
-	}
 	cfg, err := s.clientTLS()
 	if err != nil {
-		raw.Close()
 		return nil, err
 	}
 	cfg.NextProtos = []string{RaftALPN}
-	c := tls.Client(raw, cfg)
-	if err := c.HandshakeContext(ctx); err != nil {
-		raw.Close()
+	c, err := dialTLS(ctx, s.dialer, string(address), cfg)
+	if err != nil {
 		return nil, err
 	}
 	if c.ConnectionState().NegotiatedProtocol != RaftALPN {
@@ -160,6 +154,20 @@ func (v *streamView) Accept() (net.Conn, error) {
 func (v *streamView) Close() error {
 	v.closeOnce.Do(func() { close(v.closed) })
 	return nil
+}
+
+// dialTLS opens a TLS connection through dialer, the one network seam.
+func dialTLS(ctx context.Context, dialer Dialer, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	raw, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // AdvertiseAddr turns "host:port" into a net.Addr for the stream layer.

@@ -17,15 +17,7 @@ const (
 
 // APIFailover is POST /api/v1/cluster/members/{id}/promote.
 func (h *Handlers) APIFailover(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Confirm string `json:"confirm"`
-	}
-	if err := decodeJSON(w, r, &req); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if err := checkPhrase(req.Confirm, PhraseFailover); err != nil {
-		h.writeError(w, r, err)
+	if !h.decodeConfirm(w, r, PhraseFailover) {
 		return
 	}
 	me, _ := principal(r)
@@ -40,15 +32,7 @@ func (h *Handlers) APIFailover(w http.ResponseWriter, r *http.Request) {
 
 // APIUnlock is POST /api/v1/cluster/unlock.
 func (h *Handlers) APIUnlock(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Confirm string `json:"confirm"`
-	}
-	if err := decodeJSON(w, r, &req); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if err := checkPhrase(req.Confirm, PhraseUnlock); err != nil {
-		h.writeError(w, r, err)
+	if !h.decodeConfirm(w, r, PhraseUnlock) {
 		return
 	}
 	me, _ := principal(r)

@@ -18,6 +18,23 @@ const (
 	PhraseActivate   = "Activate"
 )
 
+// decodeConfirm reads a body {"confirm": "..."} and checks the phrase; it
+// answers the error itself and returns false when the request must stop.
+func (h *Handlers) decodeConfirm(w http.ResponseWriter, r *http.Request, phrase string) bool {
+	var req struct {
+		Confirm string `json:"confirm"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return false
+	}
+	if err := checkPhrase(req.Confirm, phrase); err != nil {
+		h.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
 func checkPhrase(got, want string) error {
 	if got != want {
 		return &apiError{Status: http.StatusUnprocessableEntity, Field: "confirm", Message: "type the phrase \"" + want + "\" exactly to confirm"}
@@ -90,15 +107,7 @@ func (h *Handlers) APIAddReplica(w http.ResponseWriter, r *http.Request) {
 
 // APIUnjoin is DELETE /api/v1/cluster/members/{id}.
 func (h *Handlers) APIUnjoin(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Confirm string `json:"confirm"`
-	}
-	if err := decodeJSON(w, r, &req); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if err := checkPhrase(req.Confirm, PhraseUnjoin); err != nil {
-		h.writeError(w, r, err)
+	if !h.decodeConfirm(w, r, PhraseUnjoin) {
 		return
 	}
 	me, _ := principal(r)
@@ -113,15 +122,7 @@ func (h *Handlers) APIUnjoin(w http.ResponseWriter, r *http.Request) {
 
 // APIActivate is POST /api/v1/cluster/activate.
 func (h *Handlers) APIActivate(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Confirm string `json:"confirm"`
-	}
-	if err := decodeJSON(w, r, &req); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if err := checkPhrase(req.Confirm, PhraseActivate); err != nil {
-		h.writeError(w, r, err)
+	if !h.decodeConfirm(w, r, PhraseActivate) {
 		return
 	}
 	me, _ := principal(r)

@@ -247,7 +247,11 @@ func (s *Store) Operation(ctx context.Context, id string) (Operation, error) {
 
 // RecentOperations lists the newest operations first.
 func (s *Store) RecentOperations(ctx context.Context, limit int) ([]Operation, error) {
-	rows, err := s.pool.Query(ctx, operationSelect+` order by started_at desc limit $1`, limit)
+	return s.queryOperations(ctx, operationSelect+` order by started_at desc limit $1`, limit)
+}
+
+func (s *Store) queryOperations(ctx context.Context, q string, args ...any) ([]Operation, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("operations: %w", err)
 	}
@@ -265,20 +269,7 @@ func (s *Store) RecentOperations(ctx context.Context, limit int) ([]Operation, e
 
 // UnfinishedOperations lists operations that have not ended.
 func (s *Store) UnfinishedOperations(ctx context.Context) ([]Operation, error) {
-	rows, err := s.pool.Query(ctx, operationSelect+` where ended_at is null order by started_at`)
-	if err != nil {
-		return nil, fmt.Errorf("unfinished operations: %w", err)
-	}
-	defer rows.Close()
-	var ops []Operation
-	for rows.Next() {
-		op, err := scanOperation(rows)
-		if err != nil {
-			return nil, fmt.Errorf("unfinished operations: %w", err)
-		}
-		ops = append(ops, op)
-	}
-	return ops, rows.Err()
+	return s.queryOperations(ctx, operationSelect+` where ended_at is null order by started_at`)
 }
 
 // PutKey stores a key of the cluster key ring.

@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -15,8 +14,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"conclave/cluster"
 )
 
 // certValidity is how long the self-signed appliance certificate lives.
@@ -84,14 +84,7 @@ func coversHosts(c *x509.Certificate, hosts []string) bool {
 }
 
 // Fingerprint is the SHA-256 of a certificate, as browsers show it.
-func Fingerprint(cert tls.Certificate) string {
-	sum := sha256.Sum256(cert.Certificate[0])
-	parts := make([]string, len(sum))
-	for i, b := range sum {
-		parts[i] = fmt.Sprintf("%02X", b)
-	}
-	return strings.Join(parts, ":")
-}
+func Fingerprint(cert tls.Certificate) string { return cluster.CertFingerprint(cert.Certificate[0]) }
 
 // certHosts lists the names the certificate must cover.
 func certHosts(listen, advertise string) []string {

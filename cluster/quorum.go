@@ -107,3 +107,10 @@ func (n *Node) flushEvents() {
 		n.events.pop()
 	}
 }
+
+// PendingEvents counts the events waiting for a primary to be written.
+func (n *Node) PendingEvents() int {
+	n.events.mu.Lock()
+	defer n.events.mu.Unlock()
+	return len(n.events.cmd)
+}

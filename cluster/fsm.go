@@ -95,6 +95,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct{ snap *store.Snapshot }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	// The snapshot's transaction ends here, not only in Release: raft's
+	// RecoverCluster persists a snapshot and never releases it.
+	defer s.snap.Close(context.Background())
 	if err := s.snap.WriteTo(context.Background(), sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)

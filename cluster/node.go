@@ -278,10 +278,25 @@ func (inst *raftInstance) close() error {
 
 // restartRaft ends this raft life and starts another.
 func (n *Node) restartRaft(bootstrap, wipe bool) error {
+	return n.restartRaftWith(nil, bootstrap, wipe)
+}
+
+// restartRaftWith ends this raft life, runs between while no raft runs
+// (so the FSM applies nothing meanwhile), and starts another.
+func (n *Node) restartRaftWith(between func() error, bootstrap, wipe bool) error {
 	n.instMu.Lock()
 	defer n.instMu.Unlock()
 	if err := n.inst.Load().close(); err != nil {
 		n.log.Warn("stop raft", "err", err)
+	}
+	if between != nil {
+		if err := between(); err != nil {
+			// Come back as before rather than with no raft at all.
+			if serr := n.startRaft(bootstrap, false); serr != nil {
+				n.log.Error("restart raft", "err", serr)
+			}
+			return err
+		}
 	}
 	return n.startRaft(bootstrap, wipe)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"conclave/cluster"
 	"conclave/views"
 )
 
@@ -13,7 +14,41 @@ import (
 const (
 	PhraseFailover = "Failover"
 	PhraseUnlock   = "Unlock Cluster"
+	PhraseReset    = "Reset Cluster"
 )
+
+// APIReset is POST /api/v1/cluster/reset.
+func (h *Handlers) APIReset(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		MemberIDs []string `json:"memberIds"`
+		PrimaryID string   `json:"primaryId"`
+		Confirm   string   `json:"confirm"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := checkPhrase(req.Confirm, PhraseReset); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if len(req.MemberIDs) == 0 {
+		h.writeError(w, r, badRequest("memberIds", "memberIds lists the members to keep (at least this one)"))
+		return
+	}
+	if req.PrimaryID == "" {
+		h.writeError(w, r, badRequest("primaryId", "primaryId names the new primary, one of memberIds"))
+		return
+	}
+	me, _ := principal(r)
+	id, err := h.Node.ResetCluster(r.Context(), me.Username, cluster.ResetPlan{Keep: req.MemberIDs, PrimaryID: req.PrimaryID})
+	if err != nil {
+		h.writeOperationError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/operations/"+id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"operationId": id})
+}
 
 // APIFailover is POST /api/v1/cluster/members/{id}/promote.
 func (h *Handlers) APIFailover(w http.ResponseWriter, r *http.Request) {

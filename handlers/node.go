@@ -256,3 +256,35 @@ func (h *Handlers) writeOperationError(w http.ResponseWriter, r *http.Request, e
 	}
 	writeJSON(w, http.StatusConflict, apiError{Message: err.Error()})
 }
+
+// NodeResetFollow is POST /node/v1/reset/follow: drop raft state and data
+// and wait for the reset cluster's primary.
+func (h *Handlers) NodeResetFollow(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PrimaryID string `json:"primaryId"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.Node.FollowReset(r.Context(), req.PrimaryID); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// NodeResetLead is POST /node/v1/reset/lead: recover raft with the kept
+// members as the configuration.
+func (h *Handlers) NodeResetLead(w http.ResponseWriter, r *http.Request) {
+	var servers []cluster.ResetServer
+	if err := decodeJSON(w, r, &servers); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.Node.LeadResetWith(r.Context(), servers); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -220,6 +220,23 @@ type TableChecksum struct {
 // Close ends the snapshot's transaction.
 func (snap *Snapshot) Close(ctx context.Context) { snap.tx.Rollback(ctx) }
 
+// TruncateReplicated empties every replicated table and the applied index,
+// in one transaction: the member will be filled again from a primary.
+func (s *Store) TruncateReplicated(ctx context.Context) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "truncate "+joinTables(replicatedTables)); err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = 0, applied_term = 0`); err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
 // RestoreSnapshot replaces every replicated table with the snapshot's rows
 // and sets the applied index, in one transaction: a failure leaves the
 // database as it was.

@@ -57,6 +57,8 @@ type Appliance struct {
 	ln     net.Listener
 	stop   chan struct{}
 	done   chan error
+	// sweepDone is closed when the sweeper has stopped.
+	sweepDone chan struct{}
 
 	URL         string // https://host:port/
 	Fingerprint string // SHA-256 of the appliance certificate
@@ -223,19 +225,21 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 			return nil, err
 		}
 	}
-	go a.sweep()
+	a.sweepDone = make(chan struct{})
+	go a.sweep(a.Store, a.Node)
 	return a, nil
 }
 
 // sweep deletes expired sessions and stale sign-ins now and then.
-func (a *Appliance) sweep() {
+func (a *Appliance) sweep(st *store.Store, node *cluster.Node) {
+	defer close(a.sweepDone)
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
-		if err := a.Store.DeleteExpired(context.Background(), time.Now()); err != nil {
+		if err := st.DeleteExpired(context.Background(), time.Now()); err != nil {
 			a.log.Warn("delete stale sign-ins", "err", err)
 		}
-		if err := a.Node.PruneSessions(context.Background()); err != nil {
+		if err := node.PruneSessions(context.Background()); err != nil {
 			a.log.Warn("delete expired sessions", "err", err)
 		}
 		select {
@@ -256,6 +260,9 @@ func (a *Appliance) Addr() string { return a.ln.Addr().String() }
 // closes the database and stops the private PostgreSQL.
 func (a *Appliance) Shutdown(ctx context.Context) error {
 	close(a.stop)
+	if a.sweepDone != nil {
+		<-a.sweepDone
+	}
 	var errs []error
 	if a.server != nil {
 		if err := a.server.Shutdown(ctx); err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -53,6 +55,8 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 		r.Post("/node/v1/standalone", h.NodeStandalone)
 		r.Post("/node/v1/enroll/complete", h.EnrollComplete)
 		r.Post("/node/v1/operations/{kind}", h.NodeStartOperation)
+		r.Post("/node/v1/reset/follow", h.NodeResetFollow)
+		r.Post("/node/v1/reset/lead", h.NodeResetLead)
 	})
 
 	r.Group(func(r chi.Router) {
@@ -90,7 +94,7 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.Post("/cluster/add-replica", h.AddReplicaLookup)
 				r.Get("/cluster/add-replica/confirm", h.AddReplicaConfirmPage)
 				r.Post("/cluster/add-replica/confirm", h.AddReplicaStart)
-				r.Get("/enroll/authorize", h.EnrollAuthorizePage)
+				r.With(approvalFormAction).Get("/enroll/authorize", h.EnrollAuthorizePage)
 				r.Post("/enroll/authorize", h.EnrollAuthorize)
 				r.Get("/cluster/members/{id}/unjoin", h.UnjoinPage)
 				r.Post("/cluster/members/{id}/unjoin", h.UnjoinStart)
@@ -105,6 +109,7 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.Post("/cluster/unlock", h.UnlockStart)
 				r.Post("/api/v1/cluster/members/{id}/promote", h.APIFailover)
 				r.Post("/api/v1/cluster/unlock", h.APIUnlock)
+				r.Post("/api/v1/cluster/reset", h.APIReset)
 				r.With(h.RequireWritable).Post("/api/v1/users", h.APICreateUser)
 				r.With(h.RequireWritable).Patch("/api/v1/users/{id}", h.APIUpdateUser)
 				r.With(h.RequireWritable).Delete("/api/v1/users/{id}", h.APIDisableUser)
@@ -186,6 +191,27 @@ func crossOriginProtection(next http.Handler) http.Handler {
 	}))
 	return cop.Handler(next)
 }
+
+// approvalFormAction lets the approval form of Add Replica, on the
+// appliance being added, lead back to the primary that asked: the form
+// posts to this appliance, whose answer redirects the browser to the
+// primary's confirmation page (with the grant), and browsers hold that
+// redirect to the form's form-action. Only an https origin of a primary's
+// Add Replica page is added; the handler refuses any other return address.
+func approvalFormAction(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := url.Parse(r.URL.Query().Get("return"))
+		if err == nil && u.Scheme == "https" && u.User == nil && u.Path == "/cluster/add-replica/confirm" && cspHost.MatchString(u.Host) {
+			h := w.Header()
+			h.Set("Content-Security-Policy", strings.Replace(h.Get("Content-Security-Policy"), "form-action 'self'", "form-action 'self' https://"+u.Host, 1))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cspHost is a host[:port] that may stand in a Content-Security-Policy:
+// a name or IPv4 address, or an IPv6 address in brackets.
+var cspHost = regexp.MustCompile(`^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
 
 // securityHeaders sets the Content-Security-Policy and the usual headers.
 func securityHeaders(next http.Handler) http.Handler {

@@ -1,4 +1,5 @@
-# Conclave: `make run` starts an appliance, `make test` runs every test.
+# Conclave: `make run` starts the local demo (three appliances), `make run-one`
+# a single appliance, `make test` runs every test.
 # Both install what is missing on a Debian machine (PostgreSQL, Chromium).
 
 GO        ?= go
@@ -6,10 +7,11 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/conclave
 DATA_DIR  ?= ./var/appliance
+DEMO_DIR  ?= ./var/demo
 ARTIFACTS ?= $(CURDIR)/bin/test-artifacts
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run generate test test-go vet fmt-check generate-check deps-run deps-test bench clean
+.PHONY: all build run run-one generate test test-go vet fmt-check generate-check deps-run deps-test bench clean
 
 all: build
 
@@ -20,7 +22,14 @@ build:
 generate:
 	$(GO) tool templ generate
 
+# Three appliances on 127.0.0.1:8441-8443, each with its own PostgreSQL;
+# the first is a cluster, the others wait to be added. DEMO_FLAGS=--formed
+# adds them at once (conclave demo -h).
 run: deps-run build
+	$(BIN) demo --data-dir $(DEMO_DIR) $(DEMO_FLAGS)
+
+# One appliance on 127.0.0.1:8441.
+run-one: deps-run build
 	$(BIN) serve --data-dir $(DATA_DIR)
 
 # PostgreSQL's server binaries (initdb, pg_ctl) for the private database.

@@ -43,6 +43,8 @@ type Deps struct {
 	// OIDCOverride, when set, is the OIDC configuration from flags or the
 	// environment; it wins over the settings page.
 	OIDCOverride *cluster.OIDCSettings
+	// Started is closed once the appliance finished starting.
+	Started <-chan struct{}
 }
 
 // Handlers serves the console and the API.

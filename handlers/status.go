@@ -78,9 +78,9 @@ func (h *Handlers) Readyz(w http.ResponseWriter, r *http.Request) {
 		problems = append(problems, "no primary is known")
 	}
 	select {
-	case <-h.Node.Ready():
+	case <-h.Started:
 	default:
-		problems = append(problems, "the cluster is still starting")
+		problems = append(problems, "the appliance is still starting")
 	}
 	if len(problems) > 0 {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "problems": problems, "state": h.Node.SelfState()})

@@ -123,9 +123,25 @@ func (s *Server) URLFor(dbname string) string {
 // Dir is the server's data directory.
 func (s *Server) Dir() string { return s.dir }
 
+// readyMarker is written once initdb and the configuration are complete: a
+// directory without it is a first start that was interrupted, made again.
+const readyMarker = "conclave-initialized"
+
 func (s *Server) initOnce(ctx context.Context) error {
-	if _, err := os.Stat(filepath.Join(s.dir, "PG_VERSION")); err == nil {
+	if _, err := os.Stat(filepath.Join(s.dir, readyMarker)); err == nil {
 		return nil
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "PG_VERSION")); err == nil {
+		if _, err := os.Stat(filepath.Join(s.dir, "postgresql.conf")); err == nil {
+			if b, _ := os.ReadFile(filepath.Join(s.dir, "postgresql.conf")); strings.Contains(string(b), "# conclave: private server") {
+				// Made by an earlier build, complete: mark it.
+				return os.WriteFile(filepath.Join(s.dir, readyMarker), nil, 0o644)
+			}
+		}
+		s.log.Warn("private PostgreSQL directory is from an interrupted first start; making it again", "dir", s.dir)
+		if err := os.RemoveAll(s.dir); err != nil {
+			return fmt.Errorf("remove the unfinished postgres directory: %w", err)
+		}
 	}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("create postgres directory: %w", err)
@@ -156,6 +172,16 @@ func (s *Server) initOnce(ctx context.Context) error {
 	defer f.Close()
 	if _, err := f.WriteString(conf); err != nil {
 		return fmt.Errorf("configure postgres: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("configure postgres: %w", err)
+	}
+	marker := filepath.Join(s.dir, readyMarker)
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		return fmt.Errorf("configure postgres: %w", err)
+	}
+	if s.cred != nil {
+		os.Chown(marker, int(s.cred.Uid), int(s.cred.Gid))
 	}
 	return nil
 }

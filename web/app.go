@@ -57,6 +57,9 @@ type Appliance struct {
 	ln     net.Listener
 	stop   chan struct{}
 	done   chan error
+	// ready is closed once Start has finished (the first administrator
+	// exists): /readyz answers 200 only then.
+	ready chan struct{}
 	// sweepDone is closed when the sweeper has stopped.
 	sweepDone chan struct{}
 
@@ -69,7 +72,7 @@ type Appliance struct {
 }
 
 // Start brings an appliance up and returns once it serves HTTPS.
-func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -88,7 +91,8 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
-	a = &Appliance{cfg: cfg, log: cfg.Log, stop: make(chan struct{}), done: make(chan error, 1)}
+	a := &Appliance{cfg: cfg, log: cfg.Log, stop: make(chan struct{}), done: make(chan error, 1), ready: make(chan struct{})}
+	// On any failure, undo what was started (the PostgreSQL above all).
 	defer func() {
 		if err != nil {
 			if a.server != nil {
@@ -102,7 +106,13 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	dirMode := os.FileMode(0o700)
+	if os.Geteuid() == 0 && cfg.DatabaseURL == "" {
+		// The private PostgreSQL runs as the postgres user, which must be
+		// able to pass through every directory it creates here.
+		dirMode = 0o711
+	}
+	if err := os.MkdirAll(dataDir, dirMode); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	dbURL := cfg.DatabaseURL
@@ -172,7 +182,7 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 	h := handlers.New(handlers.Deps{
 		Store: a.Store, Node: a.Node, Auth: a.Auth, OIDC: auth.NewOIDC(a.Auth, nil),
 		Sessions: session.NewStore(a.Node.Sessions(), cfg.SessionIdle, cfg.SessionAbsolute),
-		Log:      cfg.Log, Version: cfg.Version, ApplianceURL: a.URL, OIDCOverride: oidcOverride,
+		Log:      cfg.Log, Version: cfg.Version, ApplianceURL: a.URL, OIDCOverride: oidcOverride, Started: a.ready,
 	})
 	tlsCfg := serverTLS(cert)
 	tlsCfg.NextProtos = []string{"http/1.1"}
@@ -227,6 +237,7 @@ func Start(ctx context.Context, cfg Config) (a *Appliance, err error) {
 	}
 	a.sweepDone = make(chan struct{})
 	go a.sweep(a.Store, a.Node)
+	close(a.ready)
 	return a, nil
 }
 

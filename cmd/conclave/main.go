@@ -28,10 +28,12 @@ const usage = `conclave: a clustered appliance for privileged access
 
 Usage:
   conclave serve   [flags]   start this appliance (console, API, cluster)
+  conclave demo    [flags]   start several appliances on this machine to try the cluster
   conclave migrate [flags]   bring the database schema up to date and exit
   conclave version           print the build
 
 Run 'conclave serve -h' for the flags; each has an environment variable.
+Run 'conclave demo -h' for the demo's.
 `
 
 func main() {
@@ -43,6 +45,11 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(os.Args[2:], os.Stdout)
+	case "demo":
+		err = runDemo(os.Args[2:], os.Stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			err = nil
+		}
 	case "migrate":
 		err = migrate(os.Args[2:])
 	case "version", "--version", "-version":
@@ -141,6 +148,11 @@ func serve(args []string, out io.Writer) error {
 	defer stop()
 	a, err := web.Start(ctx, f.cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped (Ctrl-C) while starting: not a failure.
+			f.cfg.Log.Info("stopped while starting", "err", err)
+			return nil
+		}
 		return err
 	}
 	printWelcome(out, a, f.cfg)
@@ -175,6 +187,7 @@ func printWelcome(out io.Writer, a *web.Appliance, cfg web.Config) {
 	default:
 		fmt.Fprintf(out, "  Sign in:     with your account (the first administrator is 'admin')\n")
 	}
+	// The last line: 'conclave demo' reads it to know the appliance started.
 	fmt.Fprintf(out, "  Stop:        Ctrl-C\n\n")
 }
 

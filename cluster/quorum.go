@@ -60,6 +60,13 @@ func (n *Node) watchState() {
 	defer n.wg.Done()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	// Starting up is not a change of state: watch from the moment the
+	// cluster is ready.
+	select {
+	case <-n.closing:
+		return
+	case <-n.ready:
+	}
 	recorded := n.SelfState()
 	candidate, since := recorded, time.Now()
 	for {

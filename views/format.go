@@ -76,6 +76,20 @@ func Clock(t time.Time) string {
 	return t.UTC().Format("15:04:05")
 }
 
+// Period ends a message with a full stop, leaving its first letter as it
+// is (a step's message often starts with a member's name).
+func Period(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return s
+	}
+	switch s[len(s)-1] {
+	case '.', '!', '?', ':', ')':
+		return s
+	}
+	return s + "."
+}
+
 // Sentence makes a message read as a sentence: a capital first letter and
 // a full stop, so errors that come straight from Go ("wrong user name or
 // password") look like the rest of the console.
@@ -114,14 +128,14 @@ type Quorum struct {
 // Lost reports whether too few voting members are in good state.
 func (q Quorum) Lost() bool { return q.Voters > 0 && q.MayStillFail < 0 }
 
-// QuorumOf counts the voting members; only a member whose state is good
-// (StateTone "ok") counts as online.
+// QuorumOf counts the voting members; only a member in consensus now
+// (InQuorum) counts as online.
 func QuorumOf(ms []MemberRow) Quorum {
 	var q Quorum
 	for _, m := range ms {
 		if m.IsVoter {
 			q.Voters++
-			if m.StateTone == "ok" {
+			if m.InQuorum {
 				q.OnlineVoters++
 			}
 		}
@@ -138,12 +152,23 @@ func Headline(ms []MemberRow) (tone, text string) {
 	if len(ms) == 0 {
 		return "bad", "No member answers"
 	}
+	// An appliance on its own, on purpose: its mode is the headline.
+	if len(ms) == 1 {
+		switch ms[0].State {
+		case "StandaloneReadOnly":
+			return "warn", "Online Read-only"
+		case "Maintenance":
+			return "info", "Maintenance"
+		case "LeavingCluster":
+			return "warn", "Leaving its cluster"
+		}
+	}
 	primary, online, worst := false, 0, "ok"
 	for _, m := range ms {
 		if m.Role == "Primary" {
 			primary = true
 		}
-		if m.StateTone == "ok" {
+		if m.InQuorum {
 			online++
 		}
 		worst = worse(worse(worst, m.StateTone), m.HealthTone)
@@ -174,11 +199,11 @@ func worse(a, b string) string {
 	return a
 }
 
-// OnlineCount counts the members whose state is good.
+// OnlineCount counts the members in consensus now.
 func OnlineCount(ms []MemberRow) int {
 	n := 0
 	for _, m := range ms {
-		if m.StateTone == "ok" {
+		if m.InQuorum {
 			n++
 		}
 	}
@@ -218,7 +243,7 @@ func linkItems(d Diagram) []LinkItem {
 // diagram node geometry (the handler places the centres).
 const (
 	nodeHalfW = 90
-	nodeHalfH = 42
+	nodeHalfH = 48
 )
 
 // diagramBox is the part of the handler's canvas that the members use,
@@ -242,7 +267,7 @@ func diagramBox(d Diagram) (x, y, w, h int) {
 // fitName shortens a member name that would not fit in its box; the full
 // name is in the node's <title>.
 func fitName(s string) string {
-	const max = 19
+	const max = 17
 	r := []rune(s)
 	if len(r) <= max {
 		return s
@@ -288,4 +313,95 @@ func nodeAt(d Diagram, x, y int) string {
 		}
 	}
 	return "a member"
+}
+
+// hasMemberActions tells whether any member row offers an action.
+func hasMemberActions(ms []MemberRow) bool {
+	for _, m := range ms {
+		if m.CanUnjoin || m.CanFailover {
+			return true
+		}
+	}
+	return false
+}
+
+func hasLinkLabels(d Diagram) bool {
+	for _, l := range d.Links {
+		if l.Label != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func hasLinkTone(d Diagram, tone string) bool {
+	for _, l := range d.Links {
+		if l.Tone == tone {
+			return true
+		}
+	}
+	return false
+}
+
+func lower(s string) string { return strings.ToLower(s) }
+
+// stepLabel is a step state in words.
+func stepLabel(state string) string {
+	switch state {
+	case "Pending":
+		return "Waiting"
+	case "Skipped":
+		return "Not run"
+	}
+	return state
+}
+
+// stepMark is what the step's circle shows: its number, or how it ended.
+func stepMark(s StepRow) string {
+	switch s.State {
+	case "Succeeded":
+		return "✓"
+	case "Failed":
+		return "✕"
+	case "Skipped":
+		return "–"
+	}
+	return fmt.Sprint(s.Number)
+}
+
+// outcomeIcon marks an operation's state with a shape as well as a colour.
+func outcomeIcon(state string) string {
+	switch state {
+	case "Succeeded":
+		return "✓"
+	case "Failed", "ResultUnknown":
+		return "✕"
+	}
+	return "●"
+}
+
+// OperationLabel is how the console names a kind of operation (the lock
+// and the API call them Enroll, Remove, ...).
+func OperationLabel(kind string) string {
+	switch kind {
+	case "Enroll":
+		return "Add Replica"
+	case "Remove":
+		return "Unjoin"
+	case "Reset":
+		return "Reset Cluster"
+	case "Isolate":
+		return "Enable Offline Workflow"
+	case "Reintegrate":
+		return "Resume Online"
+	}
+	return kind
+}
+
+// OperationStateLabel is an operation's state in words.
+func OperationStateLabel(state string) string {
+	if state == "ResultUnknown" {
+		return "Result unknown"
+	}
+	return state
 }

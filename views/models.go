@@ -15,6 +15,9 @@ type Page struct {
 	Flash       string
 	FlashError  string
 	Version     string
+	// Refresh, when set, reloads the page after that many seconds in a
+	// browser without script (with script, app.js updates it in place).
+	Refresh int
 }
 
 // UserBadge is the signed-in user.
@@ -62,6 +65,33 @@ type ClusterPage struct {
 	Members    []MemberRow
 	Operations []OperationRow
 	Diagram    Diagram
+	// Mode is set when this appliance is not an ordinary member: being
+	// added to a cluster, leaving one, or read-only after leaving.
+	Mode *ModeBanner
+	// AddReplica is the Add Replica button, for administrators.
+	AddReplica Action
+}
+
+// ModeBanner explains on the cluster view why this appliance is not an
+// ordinary member, and what an administrator can do about it.
+type ModeBanner struct {
+	State    string // Maintenance, LeavingCluster, StandaloneReadOnly
+	Tone     string
+	Headline string
+	Text     string
+	Reason   string
+	Since    time.Time
+	// Activate: the appliance may be activated (administrators only).
+	Activate bool
+}
+
+// Action is a button of an operation: shown to administrators, enabled
+// unless Reason says why not (with an optional link that helps).
+type Action struct {
+	Show      bool
+	Reason    string
+	LinkURL   string
+	LinkLabel string
 }
 
 // MemberRow is one member in the cluster view.
@@ -82,6 +112,12 @@ type MemberRow struct {
 	EnrolledSince time.Time
 	IsSelf        bool
 	IsVoter       bool
+	// InQuorum: the member takes part in consensus now (the primary with
+	// its majority, a replica in contact, an appliance standing alone).
+	InQuorum bool
+	// CanUnjoin, CanFailover: an administrator may start these from the row.
+	CanUnjoin   bool
+	CanFailover bool
 }
 
 // Diagram is the SVG picture of the cluster.
@@ -107,12 +143,17 @@ type DiagramLink struct {
 	X1, Y1, X2, Y2 int
 	Label          string
 	Tone           string
+	// Replication: a link between the primary and a replica (raft's
+	// replication path), drawn stronger than links between replicas.
+	Replication bool
 }
 
 // OperationRow is one operation in a list.
 type OperationRow struct {
 	ID        string
 	Kind      string
+	Label     string // the operation as the console names it: Add Replica, Unjoin, ...
+	Subject   string // the member it is about, when known
 	State     string
 	Tone      string
 	Actor     string
@@ -127,10 +168,30 @@ type OperationPage struct {
 	Operation OperationRow
 	Steps     []StepRow
 	Running   bool
+	// Current is the step running now, or the one that failed (index
+	// into Steps; -1 when none).
+	Current int
+	// Done is how many steps succeeded; Percent the whole operation's.
+	Done    int
+	Percent int
+	Took    string
+	Outcome Outcome
+}
+
+// Outcome says how an operation ended (or that it still runs), and what
+// to do next.
+type Outcome struct {
+	Tone      string
+	Headline  string
+	Text      string
+	Next      string
+	NextURL   string
+	NextLabel string
 }
 
 // StepRow is one step of an operation.
 type StepRow struct {
+	Number    int
 	Name      string
 	State     string
 	Tone      string
@@ -138,6 +199,8 @@ type StepRow struct {
 	Percent   int
 	StartedAt *time.Time
 	EndedAt   *time.Time
+	Took      string
+	IsCurrent bool
 }
 
 // ActivityPage is the Activity Center.

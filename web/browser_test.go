@@ -25,30 +25,8 @@ import (
 // screenshot of every page in the test's artifact directory
 // (`make test` puts them under bin/test-artifacts).
 func TestBrowserConsole(t *testing.T) {
-	chromium := chromiumPath(t)
+	allocCtx := newChromium(t, 2*time.Minute)
 	app := testapp.Start(t)
-
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.Flag("ignore-certificate-errors", true), // the appliance's certificate is self-signed
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 860),
-	)
-	defer cancelAlloc()
 
 	admin, cancelAdmin := chromedp.NewContext(allocCtx)
 	defer cancelAdmin()
@@ -244,6 +222,36 @@ func TestBrowserConsole(t *testing.T) {
 	h.checkConsole()
 }
 
+// newChromium starts a headless Chromium for the test (stopped when the
+// test ends, or after timeout) and returns its allocator context: each
+// chromedp.NewContext of it is a tab.
+func newChromium(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	chromium := chromiumPath(t)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("force-color-profile", "srgb"),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.Flag("ignore-certificate-errors", true), // the appliance's certificate is self-signed
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 860),
+	)
+	t.Cleanup(cancelAlloc)
+	return allocCtx
+}
+
 // chromiumPath finds Debian's Chromium. Without it the test is skipped on a
 // developer's machine, and fails in CI, which must run it.
 func chromiumPath(t *testing.T) string {
@@ -269,12 +277,20 @@ type browser struct {
 
 	mu      sync.Mutex
 	console []string // errors the page wrote to the console
+	failed  int      // screenshots taken of failures
 }
 
+// do runs actions, for up to a minute; when they fail it saves a
+// screenshot of the page as it was and ends the test.
 func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := chromedp.Do(b.ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v (page: %s)", what, err, b.location())
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.failed++
+		name := fmt.Sprintf("failed-%d.png", b.failed)
+		b.screenshot(name)
+		b.t.Fatalf("%s: %v (page: %s; screenshot %s)", what, err, b.location(), name)
 	}
 }
 
@@ -289,13 +305,19 @@ func (b *browser) location() string {
 // wantPath checks the path of the page the browser shows.
 func (b *browser) wantPath(path string) {
 	b.t.Helper()
+	b.wantAt(b.app, path)
+}
+
+// wantAt checks that the browser shows path on app.
+func (b *browser) wantAt(app *testapp.App, path string) {
+	b.t.Helper()
 	loc := b.location()
-	rest, ok := strings.CutPrefix(loc, b.app.URL)
+	rest, ok := strings.CutPrefix(loc, app.URL)
 	if i := strings.IndexAny(rest, "?#"); i >= 0 {
 		rest = rest[:i]
 	}
 	if !ok || rest != path {
-		b.t.Fatalf("the browser shows %s, want %s%s", loc, b.app.URL, path)
+		b.t.Fatalf("the browser shows %s, want %s%s", loc, app.URL, path)
 	}
 }
 

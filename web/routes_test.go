@@ -139,10 +139,13 @@ func secSend(t testing.TB, app *testapp.App, c *http.Client, r secRequest) (*htt
 
 // secState is what a refused or read-only request must leave as it was:
 // the raft index applied (every replicated change, audit events included,
-// moves it) and the users and settings themselves, for the message.
+// moves it), the users and settings themselves, for the message, and the
+// appliance's own state (Maintenance, leaving, read-only), which is not
+// replicated.
 type secState struct {
 	index uint64
 	data  string
+	state string
 }
 
 func secSnapshot(t testing.TB, app *testapp.App) secState {
@@ -152,7 +155,13 @@ func secSnapshot(t testing.TB, app *testapp.App) secState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return secState{index: index, data: secData(t, app)}
+	return secState{index: index, data: secData(t, app), state: secApplianceState(app)}
+}
+
+// secApplianceState is the appliance's state and mode as it knows them.
+func secApplianceState(app *testapp.App) string {
+	m := app.Node.Mode()
+	return fmt.Sprintf("%s (mode %q: %s)", app.Node.SelfState(), m.State, m.Reason)
 }
 
 // secData lists the users and settings.
@@ -190,6 +199,9 @@ func secUnchanged(t testing.TB, app *testapp.App, before secState, what string) 
 		t.Errorf("%s changed users or settings:\nbefore:\n%s\nafter:\n%s", what, before.data, after.data)
 	} else if after.index != before.index {
 		t.Errorf("%s changed replicated state (applied raft index %d -> %d)", what, before.index, after.index)
+	}
+	if after.state != before.state {
+		t.Errorf("%s changed the appliance's state: %s -> %s", what, before.state, after.state)
 	}
 }
 
@@ -427,7 +439,156 @@ func routeCases() []routeCase {
 			req: func(f *routeFixture, _ routeWho) secRequest {
 				return secRequest{path: "/api/v1/users/" + f.victims["victim-delete"]}
 			}},
+
+		// Cluster operations in the console: administrators only. The
+		// fixture is a one-member cluster, so each operation is refused
+		// with a reason (nothing answers at routeNobody, the only member is
+		// the primary, it is not read-only), and nothing changes.
+		{method: "GET", route: "/cluster/add-replica", req: routePath("/cluster/add-replica"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/cluster/add-replica", want: forAdmins(http.StatusUnprocessableEntity),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/cluster/add-replica", form: url.Values{"address": {routeNobody}}}
+			}},
+		{method: "GET", route: "/cluster/add-replica/confirm", want: forAdmins(http.StatusUnprocessableEntity),
+			req: routePath("/cluster/add-replica/confirm?" + url.Values{"address": {routeNobody}, "fp": {"AB:CD"}, "grant": {"cng_x"}}.Encode())},
+		{method: "POST", route: "/cluster/add-replica/confirm", want: forAdmins(http.StatusUnprocessableEntity),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/cluster/add-replica/confirm", form: url.Values{"address": {routeNobody}, "fp": {"AB:CD"}, "grant": {"cng_x"}, "confirm": {handlers.PhraseAddReplica}}}
+			}},
+		// On the appliance to add: one of its administrators approves.
+		{method: "GET", route: "/enroll/authorize", want: forAdmins(http.StatusOK),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/enroll/authorize?" + routeAuthorizeForm().Encode()}
+			}},
+		{method: "POST", route: "/enroll/authorize", want: forAdmins(http.StatusSeeOther),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/enroll/authorize", form: routeAuthorizeForm()}
+			}},
+		{method: "GET", route: "/cluster/members/{id}/unjoin", want: forAdmins(http.StatusOK),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/cluster/members/" + f.app.Node.ID() + "/unjoin"}
+			}},
+		{method: "POST", route: "/cluster/members/{id}/unjoin", want: forAdmins(http.StatusConflict),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/cluster/members/" + f.app.Node.ID() + "/unjoin", form: url.Values{"confirm": {handlers.PhraseUnjoin}}}
+			}},
+		{method: "GET", route: "/cluster/activate", req: routePath("/cluster/activate"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/cluster/activate", want: forAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/cluster/activate", form: url.Values{"confirm": {handlers.PhraseActivate}}}
+			}},
+		{method: "POST", route: "/api/v1/cluster/members", want: forAPIAdmins(http.StatusUnprocessableEntity),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/members", json: map[string]string{"address": routeNobody, "authenticationToken": "cnt_x", "confirm": handlers.PhraseAddReplica}}
+			}},
+		{method: "DELETE", route: "/api/v1/cluster/members/{id}", want: forAPIAdmins(http.StatusConflict),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/members/" + f.app.Node.ID(), json: map[string]string{"confirm": handlers.PhraseUnjoin}}
+			}},
+		{method: "POST", route: "/api/v1/cluster/activate", want: forAPIAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/activate", json: map[string]string{"confirm": handlers.PhraseActivate}}
+			}},
+
+		// Failover, Unlock Cluster, Reset Cluster: the one member is the
+		// primary, the cluster is not locked and has consensus, so each is
+		// refused with a reason and nothing changes.
+		{method: "GET", route: "/cluster/members/{id}/failover", want: forAdmins(http.StatusOK),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/cluster/members/" + f.app.Node.ID() + "/failover"}
+			}},
+		{method: "POST", route: "/cluster/members/{id}/failover", want: forAdmins(http.StatusConflict),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/cluster/members/" + f.app.Node.ID() + "/failover", form: url.Values{"confirm": {handlers.PhraseFailover}}}
+			}},
+		{method: "GET", route: "/cluster/unlock", req: routePath("/cluster/unlock"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/cluster/unlock", want: forAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/cluster/unlock", form: url.Values{"confirm": {handlers.PhraseUnlock}}}
+			}},
+		{method: "POST", route: "/api/v1/cluster/members/{id}/promote", want: forAPIAdmins(http.StatusConflict),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/members/" + f.app.Node.ID() + "/promote", json: map[string]string{"confirm": handlers.PhraseFailover}}
+			}},
+		{method: "POST", route: "/api/v1/cluster/unlock", want: forAPIAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/unlock", json: map[string]string{"confirm": handlers.PhraseUnlock}}
+			}},
+		{method: "POST", route: "/api/v1/cluster/reset", want: forAPIAdmins(http.StatusConflict),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/reset", json: map[string]any{"memberIds": []string{f.app.Node.ID()}, "primaryId": f.app.Node.ID(), "confirm": handlers.PhraseReset}}
+			}},
+
+		// The node API. Who the appliance is: public.
+		{method: "GET", route: "/node/v1/info", req: routePath("/node/v1/info"), want: forAll(http.StatusOK)},
+		// Enrollment calls, made before the appliance has a member
+		// certificate: a grant from its approval page or a token of one of
+		// its administrators. prepare refuses anything else with 401; the
+		// administrator's token passes, and the request is then refused for
+		// its content (another build). The others answer 409 to everyone
+		// while the appliance is not being added to a cluster
+		// (TestEnrollCallsNeedAGrant covers them during an enrollment).
+		{method: "POST", route: "/node/v1/enroll/prepare",
+			want: routeWant{http.StatusUnauthorized, http.StatusUnauthorized, http.StatusUnauthorized, http.StatusUnauthorized, http.StatusConflict},
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/enroll/prepare", json: routePrepare("another-build")}
+			}},
+		{method: "POST", route: "/node/v1/enroll/credentials", want: forAll(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/enroll/credentials", json: map[string]string{"certificate": ""}}
+			}},
+		{method: "POST", route: "/node/v1/enroll/snapshot", want: forAll(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/enroll/snapshot", raw: "not a snapshot", contentType: "application/octet-stream"}
+			}},
+		{method: "POST", route: "/node/v1/enroll/abort", want: forAll(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/enroll/abort", json: map[string]string{"reason": "a test"}}
+			}},
+		// Members only (mutual TLS with a current member's certificate):
+		// browsers, sessions and tokens have none.
+		{method: "GET", route: "/node/v1/status", req: routePath("/node/v1/status"), want: forAll(http.StatusForbidden)},
+		{method: "GET", route: "/node/v1/checksums", req: routePath("/node/v1/checksums?atLeast=1"), want: forAll(http.StatusForbidden)},
+		{method: "POST", route: "/node/v1/propose", want: forAll(http.StatusForbidden),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/propose", raw: `{"type": "PruneSessions"}`, contentType: "application/json"}
+			}},
+		{method: "POST", route: "/node/v1/leave", req: routePath("/node/v1/leave"), want: forAll(http.StatusForbidden)},
+		{method: "POST", route: "/node/v1/standalone", req: routePath("/node/v1/standalone"), want: forAll(http.StatusForbidden)},
+		{method: "POST", route: "/node/v1/enroll/complete", req: routePath("/node/v1/enroll/complete"), want: forAll(http.StatusForbidden)},
+		{method: "POST", route: "/node/v1/operations/{kind}", want: forAll(http.StatusForbidden),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/node/v1/operations/unjoin", json: cluster.OperationRequest{Actor: "admin", MemberID: f.app.Node.ID()}}
+			}},
+		{method: "POST", route: "/node/v1/reset/follow", want: forAll(http.StatusForbidden),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/reset/follow", json: map[string]string{}}
+			}},
+		{method: "POST", route: "/node/v1/reset/lead", want: forAll(http.StatusForbidden),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/reset/lead", json: map[string]string{}}
+			}},
 	}
+}
+
+// routeNobody is an address where no appliance answers.
+const routeNobody = "127.0.0.1:1"
+
+// routeAuthorizeForm is what a primary's Add Replica page sends to the
+// approval page of the appliance to add.
+func routeAuthorizeForm() url.Values {
+	return url.Values{"cluster": {"a-cluster-id"}, "clusterName": {"Another cluster"}, "primary": {"other-primary"},
+		"return": {"https://" + routeNobody + "/cluster/add-replica/confirm?address=x&fp=y"}}
+}
+
+// routePrepare is a primary's first enrollment call, for a build.
+func routePrepare(version string) cluster.PrepareRequest {
+	ca, err := cluster.NewCA("a-cluster-id")
+	if err != nil {
+		panic(err)
+	}
+	return cluster.PrepareRequest{ClusterID: "a-cluster-id", ClusterName: "Another cluster", PrimaryID: "other-primary-id", PrimaryName: "other-primary",
+		Version: version, CA: cluster.CA{CertPEM: ca.CertPEM}}
 }
 
 // routerRoutes lists the router's routes as "METHOD pattern".
@@ -504,10 +665,18 @@ func TestRoutesByRole(t *testing.T) {
 						t.Errorf("%s: redirected to %q, want the sign-in page", what, loc)
 					}
 				}
-				if strings.HasPrefix(rc.route, "/api/") && resp.StatusCode >= 400 {
+				if (strings.HasPrefix(rc.route, "/api/") || strings.HasPrefix(rc.route, "/node/")) && resp.StatusCode >= 400 {
 					secErrorBody(t, what, resp, body)
 				}
-				if resp.StatusCode == http.StatusForbidden && !strings.Contains(body, cluster.RoleAdministrator) {
+				switch {
+				case resp.StatusCode != http.StatusForbidden:
+				case strings.HasPrefix(rc.route, "/node/"):
+					// The members' API: what is missing is a member's
+					// certificate, not a role.
+					if !strings.Contains(body, "certificate") {
+						t.Errorf("%s: 403 does not say that a member's certificate is needed: %q", what, secShort(body))
+					}
+				case !strings.Contains(body, cluster.RoleAdministrator):
 					t.Errorf("%s: 403 does not say who may do this: %q", what, secShort(body))
 				}
 			}
@@ -515,4 +684,143 @@ func TestRoutesByRole(t *testing.T) {
 		})
 	}
 
+}
+
+// TestEnrollCallsNeedAGrant puts an appliance in Maintenance the way a
+// primary does (an administrator approves on its page, the primary calls
+// prepare with the grant), then makes the later enrollment calls without
+// the grant: with nothing, a made-up grant, a grant for another cluster, a
+// Helpdesk token and an administrator's browser session. Each is refused
+// with 401 and changes nothing: not the data (snapshot would replace it),
+// not the appliance's state. The grant itself still works afterwards.
+func TestEnrollCallsNeedAGrant(t *testing.T) {
+	app := testapp.Start(t)
+	app.CreateUser(t, "helpdesk", secPassword, cluster.RoleHelpdesk)
+	helpdeskToken := app.Token(t, "helpdesk", secPassword)
+	admin := app.Client()
+	app.Login(t, admin, "admin", testapp.AdminPassword)
+
+	resp, body := secSend(t, app, admin, secRequest{method: "POST", path: "/enroll/authorize", form: routeAuthorizeForm()})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approve: status %d; body %q", resp.StatusCode, secShort(body))
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant := loc.Query().Get("grant")
+	if !strings.HasPrefix(grant, "cng_") {
+		t.Fatalf("approve: no grant in %q", loc)
+	}
+	otherGrant := app.Node.IssueGrant("another-cluster-id", "admin")
+
+	// prepare refuses anything but the grant for this cluster.
+	prepare := routePrepare(app.Cfg.Version)
+	for name, authz := range map[string]string{
+		"no authorization": "", "a made-up grant": "Grant cng_made-up", "a grant for another cluster": "Grant " + otherGrant,
+		"a Helpdesk token": "Bearer " + helpdeskToken, "a token that does not exist": "Bearer cnt_nonsense", "Basic": "Basic YWRtaW46eA==",
+	} {
+		before := secSnapshot(t, app)
+		resp, body := secSend(t, app, nil, secRequest{method: "POST", path: "/node/v1/enroll/prepare", json: prepare, header: map[string]string{"Authorization": authz}})
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("prepare with %s: status %d, want 401; body %q", name, resp.StatusCode, secShort(body))
+		}
+		secErrorBody(t, "prepare with "+name, resp, body)
+		secUnchanged(t, app, before, "prepare with "+name)
+	}
+
+	// With the grant: Maintenance, waiting for the primary.
+	enrollPrepare(t, app, grant)
+
+	calls := []secRequest{
+		{path: "/node/v1/enroll/credentials", json: map[string]string{"certificate": ""}},
+		{path: "/node/v1/enroll/snapshot", raw: "not a snapshot", contentType: "application/octet-stream"},
+		{path: "/node/v1/enroll/abort", json: map[string]string{"reason": "a stranger says so"}},
+	}
+	for _, call := range calls {
+		for name, who := range map[string]struct {
+			c     *http.Client
+			authz string
+		}{
+			"no authorization":            {nil, ""},
+			"a made-up grant":             {nil, "Grant cng_made-up"},
+			"a grant for another cluster": {nil, "Grant " + otherGrant},
+			"a Helpdesk token":            {nil, "Bearer " + helpdeskToken},
+			"an administrator's session":  {admin, ""},
+		} {
+			what := call.path + " with " + name
+			r := call
+			r.method = "POST"
+			r.header = map[string]string{"Authorization": who.authz}
+			if who.authz == "" {
+				r.header = nil
+			}
+			before := secSnapshot(t, app)
+			resp, body := secSend(t, app, who.c, r)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s: status %d, want 401; body %q", what, resp.StatusCode, secShort(body))
+			}
+			secErrorBody(t, what, resp, body)
+			secUnchanged(t, app, before, what)
+		}
+	}
+	if users, err := app.Store.Users(t.Context()); err != nil || len(users) != 2 {
+		t.Errorf("the appliance's users after the refused calls: %d, %v; want admin and helpdesk", len(users), err)
+	}
+
+	// The grant itself works: abort records the reason.
+	resp, body = secSend(t, app, nil, secRequest{method: "POST", path: "/node/v1/enroll/abort", json: map[string]string{"reason": "the test ends"},
+		header: map[string]string{"Authorization": "Grant " + grant}})
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("abort with the grant: status %d; body %q", resp.StatusCode, secShort(body))
+	}
+	if m := app.Node.Mode(); m.State != cluster.StateMaintenance || !strings.Contains(m.Reason, "the test ends") {
+		t.Errorf("after abort the appliance is %+v, want Maintenance with the reason", m)
+	}
+}
+
+// enrollPrepare makes the first call of a primary that enrolls app, with
+// a grant of app's administrator: app enters Maintenance.
+func enrollPrepare(t *testing.T, app *testapp.App, grant string) {
+	t.Helper()
+	resp, body := secSend(t, app, nil, secRequest{method: "POST", path: "/node/v1/enroll/prepare", json: routePrepare(app.Cfg.Version),
+		header: map[string]string{"Authorization": "Grant " + grant}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("prepare with the grant: status %d; body %q", resp.StatusCode, secShort(body))
+	}
+	if m := app.Node.Mode(); m.State != cluster.StateMaintenance {
+		t.Fatalf("after prepare the appliance is %+v, want Maintenance", m)
+	}
+}
+
+// TestApprovalFormAction: the approval page of Add Replica may send its
+// form's answer (a redirect) to the primary that asked, and nowhere else:
+// its form-action names the https origin of a primary's confirmation
+// page, and a return address that could smuggle a directive into the
+// policy leaves it as it is.
+func TestApprovalFormAction(t *testing.T) {
+	app := testapp.Start(t)
+	c := app.Client()
+	app.Login(t, c, "admin", testapp.AdminPassword)
+	cases := []struct{ ret, want string }{
+		{"https://10.0.0.5:8441/cluster/add-replica/confirm?address=x", "form-action 'self' https://10.0.0.5:8441;"},
+		{"https://primary.example/cluster/add-replica/confirm", "form-action 'self' https://primary.example;"},
+		{"https://[fd00::5]:8441/cluster/add-replica/confirm", "form-action 'self' https://[fd00::5]:8441;"},
+		{"http://10.0.0.5:8441/cluster/add-replica/confirm", "form-action 'self';"},
+		{"https://10.0.0.5:8441/settings", "form-action 'self';"},
+		{"https://evil.example;script-src%20*/cluster/add-replica/confirm", "form-action 'self';"},
+		{"https://a.example%20'unsafe-inline'/cluster/add-replica/confirm", "form-action 'self';"},
+		{"https://user@a.example/cluster/add-replica/confirm", "form-action 'self';"},
+		{"", "form-action 'self';"},
+	}
+	for _, tc := range cases {
+		resp, body := secSend(t, app, c, secRequest{method: "GET", path: "/enroll/authorize?" + url.Values{"return": {tc.ret}, "cluster": {"x"}}.Encode()})
+		csp := resp.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, tc.want) {
+			t.Errorf("return %q: Content-Security-Policy %q, want %q (status %d; body %q)", tc.ret, csp, tc.want, resp.StatusCode, secShort(body))
+		}
+		if strings.Count(csp, ";") != 7 {
+			t.Errorf("return %q: Content-Security-Policy %q has another number of directives", tc.ret, csp)
+		}
+	}
 }

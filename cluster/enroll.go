@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"conclave/store"
 )
 
 // ApplianceInfo is what an appliance says of itself to anyone (GET
@@ -120,6 +122,10 @@ type PrepareRequest struct {
 	PrimaryName string `json:"primaryName"`
 	Version     string `json:"version"`
 	CA          CA     `json:"ca"`
+	// CheckOnly asks the replica whether it would accept the enrollment
+	// (its authorisation, build and state) without changing anything: the
+	// primary asks before it takes the cluster lock.
+	CheckOnly bool `json:"checkOnly,omitempty"`
 }
 
 // PrepareAnswer is the replica's answer: who it is and its certificate request.
@@ -146,6 +152,9 @@ func (n *Node) PrepareEnrollment(ctx context.Context, req PrepareRequest, actor 
 	}
 	if _, err := req.CA.Pool(); err != nil {
 		return PrepareAnswer{}, err
+	}
+	if req.CheckOnly {
+		return PrepareAnswer{MemberID: n.ID(), Name: n.cfg.Name, Address: n.cfg.Advertise}, nil
 	}
 	keyPEM, csrPEM, err := NewMemberKey(n.ID())
 	if err != nil {
@@ -215,13 +224,15 @@ func (n *Node) CompleteEnrollment(ctx context.Context) error {
 }
 
 // AbortEnrollment records that the enrollment failed; the appliance stays
-// in Maintenance, waiting to be added again.
+// in Maintenance, waiting to be added again, by the same cluster or by
+// another: it is no longer bound to the cluster that failed to add it.
 func (n *Node) AbortEnrollment(reason string) error {
 	m := n.Mode()
 	if m.State != StateMaintenance {
 		return nil
 	}
 	m.Reason = "adding it to the cluster failed (" + reason + "); add it again from the primary"
+	m.ClusterID, m.PrimaryID = "", ""
 	return n.setMode(m)
 }
 
@@ -239,6 +250,7 @@ func (n *Node) FetchInfo(ctx context.Context, address string) (ApplianceInfo, st
 	var fp string
 	tr := n.PublicClient("").Transport.(*http.Transport)
 	tr.DialTLSContext = wrapFingerprint(tr.DialTLSContext, &fp)
+	defer tr.CloseIdleConnections() // a transport for one request: keep no connection
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var info ApplianceInfo
 	if err := doJSON(ctx, c, http.MethodGet, "https://"+address+"/node/v1/info", "", nil, "", &info); err != nil {
@@ -272,6 +284,9 @@ func (n *Node) CheckEnrollTarget(ctx context.Context, t EnrollTarget) error {
 	if reason := n.ReadOnlyReason(); reason != "" {
 		return errors.New(reason)
 	}
+	if t.Info.ID == n.ID() {
+		return fmt.Errorf("%s is the address of this appliance, the primary; give the address of the appliance to add", t.Address)
+	}
 	members, err := n.store.Members(ctx)
 	if err != nil {
 		return err
@@ -289,9 +304,6 @@ func (n *Node) CheckEnrollTarget(ctx context.Context, t EnrollTarget) error {
 	}
 	if !t.Info.Standalone {
 		return fmt.Errorf("%s is a member of a cluster with %d members: unjoin it there first", t.Info.Name, t.Info.Members)
-	}
-	if t.Info.ID == n.ID() {
-		return errors.New("that address is this appliance")
 	}
 	if lock, err := n.store.Lock(ctx); err == nil {
 		return fmt.Errorf("another operation is in progress: %s, started by %s at %s; wait for it to end", lock.Kind, lock.Actor, lock.Since.UTC().Format("15:04:05 MST"))
@@ -323,19 +335,72 @@ func mixedFamilies(a, b string) bool {
 var AddReplicaSteps = []string{"Pre-checks", "Replica to Maintenance", "Certificate and key ring", "Snapshot transfer",
 	"Add as non-voter", "Catch-up", "Promote to voter", "Consistency check", "Replica online"}
 
-// AddReplica starts the Add Replica operation on the primary.
+// How long the steps of Add Replica wait for the replica. A cut link fails
+// a step at once (its connections close); these bound what a link that
+// drops packets, or a replica that hangs, costs.
+const (
+	enrollCallTimeout  = 20 * time.Second // one call to the replica, or one raft change
+	enrollPrepareLimit = 30 * time.Second // the replica also restarts its raft
+	// The snapshot has no fixed limit (it grows with the data): it fails
+	// when no byte of it gets through for snapshotStall, or when the
+	// replica has not answered snapshotAnswer after the last byte.
+	snapshotStall  = 15 * time.Second
+	snapshotAnswer = 2 * time.Minute
+	// Catch-up fails when the replica has not answered for catchUpSilence,
+	// or has not caught up within catchUpLimit.
+	catchUpSilence   = 15 * time.Second
+	catchUpLimit     = 5 * time.Minute
+	consistencyLimit = time.Minute
+	abortTimeout     = 5 * time.Second
+)
+
+// AddReplica starts the Add Replica operation on the primary. The replica
+// is asked first whether it would accept (its administrator's token or
+// grant, its build, its state), so that a refusal comes back at once and
+// takes no lock.
 func (n *Node) AddReplica(ctx context.Context, actor string, t EnrollTarget) (string, error) {
 	if err := n.CheckEnrollTarget(ctx, t); err != nil {
 		return "", err
 	}
 	e := &enrollment{n: n, t: t, client: n.PublicClient(t.Fingerprint)}
-	run := []StepFunc{e.prechecks, e.prepare, e.credentials, e.snapshot, e.addNonvoter, e.catchUp, e.promote, e.consistency, e.online}
+	if err := e.askReplica(ctx); err != nil {
+		e.client.CloseIdleConnections()
+		return "", err
+	}
+	run := []StepFunc{
+		bounded(enrollCallTimeout, e.prechecks),
+		bounded(enrollPrepareLimit, e.prepare),
+		bounded(enrollCallTimeout, e.credentials),
+		e.snapshot,
+		bounded(enrollCallTimeout, e.addNonvoter),
+		e.catchUp,
+		bounded(enrollCallTimeout, e.promote),
+		bounded(consistencyLimit, e.consistency),
+		bounded(enrollCallTimeout, e.online),
+	}
 	spec := OperationSpec{Kind: "Enroll", StartEvent: "ClusterReplicaEnrollmentStarted", EndEvent: "ClusterReplicaEnrollmentCompleted",
-		Details: map[string]string{"replica": t.Info.Name, "address": t.Address}, OnFailure: e.rollback}
+		Details: map[string]string{"replica": t.Info.Name, "address": t.Address, "memberId": t.Info.ID}, OnFailure: e.rollback}
 	for i, name := range AddReplicaSteps {
 		spec.Steps = append(spec.Steps, StepSpec{Name: name, Run: run[i]})
 	}
-	return n.runner.Start(ctx, actor, spec)
+	id, err := n.runner.Start(ctx, actor, spec)
+	if err != nil {
+		e.client.CloseIdleConnections()
+	}
+	return id, err
+}
+
+// bounded runs a step with a time limit, and says so when it ran out.
+func bounded(d time.Duration, step StepFunc) StepFunc {
+	return func(ctx context.Context, p *Progress) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		err := step(ctx, p)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w (no answer within %s)", err, d)
+		}
+		return err
+	}
 }
 
 // enrollment is one Add Replica run on the primary.
@@ -346,11 +411,64 @@ type enrollment struct {
 	memberID  string
 	csr       []byte
 	snapIndex uint64
+	prepared  bool // the replica went into Maintenance for this cluster
 	added     bool
 	unpend    func()
+	unpendOne sync.Once
 }
 
 func (e *enrollment) url(path string) string { return "https://" + e.t.Address + path }
+
+// prepareRequest is what the primary sends the replica to prepare.
+func (e *enrollment) prepareRequest(ctx context.Context) (PrepareRequest, error) {
+	creds := e.n.Credentials()
+	if creds == nil {
+		return PrepareRequest{}, errors.New("this primary has no cluster CA")
+	}
+	c, err := e.n.store.Cluster(ctx)
+	if err != nil {
+		return PrepareRequest{}, err
+	}
+	s, _ := LoadSettings(ctx, e.n.store)
+	return PrepareRequest{ClusterID: c.ID, ClusterName: s.ClusterName, PrimaryID: e.n.ID(), PrimaryName: e.n.cfg.Name, Version: e.n.cfg.Version,
+		CA: CA{CertPEM: creds.CA.CertPEM}}, nil
+}
+
+// askReplica asks the replica whether it would accept this enrollment,
+// changing nothing there.
+func (e *enrollment) askReplica(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, enrollCallTimeout)
+	defer cancel()
+	req, err := e.prepareRequest(ctx)
+	if err != nil {
+		return err
+	}
+	req.CheckOnly = true
+	body, _ := json.Marshal(req)
+	var ans PrepareAnswer
+	err = doJSON(ctx, e.client, http.MethodPost, e.url("/node/v1/enroll/prepare"), e.t.Auth, bytes.NewReader(body), "application/json", &ans)
+	var pe *PeerError
+	switch {
+	case errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden):
+		return store.Reject("authenticationToken", "%s refused the authorisation: %s. Sign in on %s as one of its administrators and use a new token or grant",
+			e.t.Info.Name, pe.Message, e.t.Address)
+	case errors.As(err, &pe):
+		return store.Reject("address", "%s refuses to be added: %s", e.t.Info.Name, pe.Message)
+	case err != nil:
+		return fmt.Errorf("cannot reach the appliance at %s: %w", e.t.Address, err)
+	case ans.MemberID != e.t.Info.ID:
+		return store.Reject("address", "the appliance at %s answered as %s, not as %s that was chosen; check the address", e.t.Address, ans.MemberID, e.t.Info.ID)
+	}
+	return nil
+}
+
+// release ends the replica's allowance to talk to this member before it is
+// in the raft configuration. It may be called more than once.
+func (e *enrollment) release() {
+	if e.unpend != nil {
+		e.unpendOne.Do(e.unpend)
+	}
+}
 
 func (e *enrollment) prechecks(ctx context.Context, p *Progress) error {
 	info, fp, err := e.n.FetchInfo(ctx, e.t.Address)
@@ -367,19 +485,16 @@ func (e *enrollment) prechecks(ctx context.Context, p *Progress) error {
 }
 
 func (e *enrollment) prepare(ctx context.Context, p *Progress) error {
-	creds := e.n.Credentials()
-	if creds == nil {
-		return errors.New("this primary has no cluster CA")
+	req, err := e.prepareRequest(ctx)
+	if err != nil {
+		return err
 	}
-	c, _ := e.n.store.Cluster(ctx)
-	s, _ := LoadSettings(ctx, e.n.store)
-	req := PrepareRequest{ClusterID: c.ID, ClusterName: s.ClusterName, PrimaryID: e.n.ID(), PrimaryName: e.n.cfg.Name, Version: e.n.cfg.Version,
-		CA: CA{CertPEM: creds.CA.CertPEM}}
 	body, _ := json.Marshal(req)
 	var ans PrepareAnswer
 	if err := doJSON(ctx, e.client, http.MethodPost, e.url("/node/v1/enroll/prepare"), e.t.Auth, bytes.NewReader(body), "application/json", &ans); err != nil {
 		return fmt.Errorf("the replica refused: %w", err)
 	}
+	e.prepared = true
 	if ans.MemberID != e.memberID {
 		return fmt.Errorf("the replica answered as %s, not %s", ans.MemberID, e.memberID)
 	}
@@ -401,12 +516,18 @@ func (e *enrollment) credentials(ctx context.Context, p *Progress) error {
 	return nil
 }
 
+// snapshot streams a consistent copy of the replicated tables to the
+// replica. A goroutine writes the copy into a pipe that the request reads;
+// whatever ends the request, the goroutine has stopped (and with it the
+// COPY on the snapshot's transaction) before the step returns.
 func (e *enrollment) snapshot(ctx context.Context, p *Progress) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	snap, err := e.n.store.BeginSnapshot(ctx)
 	if err != nil {
 		return err
 	}
-	defer snap.Close(ctx)
+	defer snap.Close(context.Background())
 	rows, err := snap.RowCounts(ctx)
 	if err != nil {
 		return err
@@ -417,7 +538,9 @@ func (e *enrollment) snapshot(ctx context.Context, p *Progress) error {
 	}
 	pr, pw := io.Pipe()
 	counter := &countingWriter{w: pw}
+	written := make(chan struct{})
 	go func() {
+		defer close(written)
 		var done int64
 		err := snap.WriteToProgress(ctx, counter, func(table string) {
 			done += rows[table]
@@ -427,13 +550,57 @@ func (e *enrollment) snapshot(ctx context.Context, p *Progress) error {
 			}
 			p.Report(ctx, min(pct, 99), fmt.Sprintf("%d of %d rows, %s sent", done, total, humanBytes(counter.n.Load())))
 		})
-		pw.CloseWithError(err)
+		pw.CloseWithError(err) // nil: the request body ends
+	}()
+	// The watchdog ends a transfer that stopped moving.
+	watchdogDone := make(chan struct{})
+	defer close(watchdogDone)
+	go func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		last, lastMoved := counter.n.Load(), time.Now()
+		var sentAt time.Time
+		for {
+			select {
+			case <-watchdogDone:
+				return
+			case <-tick.C:
+			}
+			if sent := counter.n.Load(); sent != last {
+				last, lastMoved = sent, time.Now()
+			}
+			select {
+			case <-written:
+				if sentAt.IsZero() {
+					sentAt = time.Now()
+				}
+				if time.Since(sentAt) > snapshotAnswer {
+					cancel(fmt.Errorf("the replica did not confirm the snapshot within %s of receiving it", snapshotAnswer))
+					return
+				}
+			default:
+				if time.Since(lastMoved) > snapshotStall {
+					cancel(fmt.Errorf("no byte of the snapshot got through for %s (%s sent)", snapshotStall, humanBytes(last)))
+					return
+				}
+			}
+		}
 	}()
 	var ans struct {
 		Index uint64 `json:"index"`
 	}
-	if err := doJSON(ctx, e.client, http.MethodPost, e.url("/node/v1/enroll/snapshot"), e.t.Auth, pr, "application/octet-stream", &ans); err != nil {
-		pr.CloseWithError(err)
+	// The watchdog bounds the transfer, not the client's overall limit
+	// (10 minutes), which a big snapshot on a slow link may need to pass.
+	unbounded := *e.client
+	unbounded.Timeout = 0
+	err = doJSON(ctx, &unbounded, http.MethodPost, e.url("/node/v1/enroll/snapshot"), e.t.Auth, pr, "application/octet-stream", &ans)
+	// The request is over: a writer still blocked on the pipe gives up.
+	pr.CloseWithError(errors.New("the snapshot transfer ended"))
+	<-written
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+			err = cause
+		}
 		return fmt.Errorf("snapshot transfer: %w", err)
 	}
 	e.snapIndex = ans.Index
@@ -447,7 +614,7 @@ func (e *enrollment) addNonvoter(ctx context.Context, p *Progress) error {
 		return err
 	}
 	e.added = true
-	if err := e.n.r().AddNonvoter(raft.ServerID(e.memberID), raft.ServerAddress(e.t.Info.Address), 0, 30*time.Second).Error(); err != nil {
+	if err := e.n.r().AddNonvoter(raft.ServerID(e.memberID), raft.ServerAddress(e.t.Info.Address), 0, enrollCallTimeout).Error(); err != nil {
 		return fmt.Errorf("add to the raft group: %w", err)
 	}
 	return nil
@@ -456,10 +623,13 @@ func (e *enrollment) addNonvoter(ctx context.Context, p *Progress) error {
 func (e *enrollment) catchUp(ctx context.Context, p *Progress) error {
 	target := e.n.r().LastIndex()
 	start := e.snapIndex
-	deadline := time.Now().Add(5 * time.Minute)
+	began, lastAnswer := time.Now(), time.Now()
 	for {
-		st, err := e.n.peers.Status(ctx, e.t.Info.Address)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := e.n.peers.Status(sctx, e.t.Info.Address)
+		cancel()
 		if err == nil {
+			lastAnswer = time.Now()
 			if st.AppliedIndex >= target {
 				p.Report(ctx, 100, fmt.Sprintf("applied up to %d", st.AppliedIndex))
 				return nil
@@ -467,9 +637,11 @@ func (e *enrollment) catchUp(ctx context.Context, p *Progress) error {
 			if target > start {
 				p.Report(ctx, int((st.AppliedIndex-min(st.AppliedIndex, start))*100/(target-start)), fmt.Sprintf("applied %d of %d", st.AppliedIndex, target))
 			}
+		} else if time.Since(lastAnswer) > catchUpSilence {
+			return fmt.Errorf("the replica has not answered for %s: %w", catchUpSilence, err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the replica did not catch up within 5 minutes (last: %v)", err)
+		if time.Since(began) > catchUpLimit {
+			return fmt.Errorf("the replica did not catch up within %s (applied %d of %d; last error: %v)", catchUpLimit, st.AppliedIndex, target, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -480,7 +652,16 @@ func (e *enrollment) catchUp(ctx context.Context, p *Progress) error {
 }
 
 func (e *enrollment) promote(ctx context.Context, p *Progress) error {
-	if err := e.n.r().AddVoter(raft.ServerID(e.memberID), raft.ServerAddress(e.t.Info.Address), 0, 30*time.Second).Error(); err != nil {
+	// With one voter, a second one that does not answer costs the cluster
+	// its majority at once (and the rollback needs a majority): make sure
+	// the replica answers right before it gets a vote.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := e.n.peers.Status(sctx, e.t.Info.Address)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("the replica does not answer; it is not given a vote: %w", err)
+	}
+	if err := e.n.r().AddVoter(raft.ServerID(e.memberID), raft.ServerAddress(e.t.Info.Address), 0, enrollCallTimeout).Error(); err != nil {
 		return fmt.Errorf("promote to voter: %w", err)
 	}
 	return e.n.ProposeData(ctx, CmdPutMember, "system", MemberData{ID: e.memberID, Name: e.t.Info.Name, Address: e.t.Info.Address, Version: e.t.Info.Version, IsVoter: true}, nil)
@@ -494,27 +675,106 @@ func (e *enrollment) online(ctx context.Context, p *Progress) error {
 	if err := doJSON(ctx, e.n.peers.http, http.MethodPost, "https://"+e.t.Info.Address+"/node/v1/enroll/complete", "", nil, "", nil); err != nil {
 		return fmt.Errorf("the replica did not leave Maintenance: %w", err)
 	}
-	if e.unpend != nil {
-		e.unpend()
-	}
+	e.release()
+	e.client.CloseIdleConnections()
 	return nil
 }
 
-// rollback leaves the cluster as it was before a failed Add Replica.
+// rollback leaves the cluster as it was before a failed Add Replica. The
+// replica may be unreachable (that may be why it failed): nothing here
+// waits on it for long, and what it is not told it learns at the next try.
 func (e *enrollment) rollback(ctx context.Context, failure error) {
+	defer e.client.CloseIdleConnections()
 	if e.added {
-		if err := e.n.r().RemoveServer(raft.ServerID(e.memberID), 0, 30*time.Second).Error(); err != nil {
+		if err := e.n.r().RemoveServer(raft.ServerID(e.memberID), 0, enrollCallTimeout).Error(); err != nil {
 			e.n.log.Warn("remove the failed replica from raft", "err", err)
 		}
 		if err := e.n.ProposeData(ctx, CmdRemoveMember, "system", RemoveMember{MemberID: e.memberID}, nil); err != nil {
 			e.n.log.Warn("remove the failed replica's member record", "err", err)
 		}
 	}
-	if e.unpend != nil {
-		e.unpend()
+	e.release()
+	if !e.prepared {
+		return // the replica did not change for this enrollment (it may be another cluster's to add)
 	}
+	actx, cancel := context.WithTimeout(ctx, abortTimeout)
+	defer cancel()
 	body, _ := json.Marshal(map[string]string{"reason": failure.Error()})
-	doJSON(ctx, e.client, http.MethodPost, e.url("/node/v1/enroll/abort"), e.t.Auth, bytes.NewReader(body), "application/json", nil)
+	if err := doJSON(actx, e.client, http.MethodPost, e.url("/node/v1/enroll/abort"), e.t.Auth, bytes.NewReader(body), "application/json", nil); err != nil {
+		e.n.log.Info("the replica was not told that adding it failed", "replica", e.t.Address, "err", err)
+	}
+}
+
+// settleEnrollment undoes what an Add Replica whose primary stopped mid-way
+// left in the cluster: a replica that is in the raft configuration or the
+// member list but never came online (it is still in Maintenance, or it
+// never was promoted and does not answer) is removed, so that the cluster
+// is as before and the replica can be added again. It returns a sentence
+// for the operation's result.
+func (n *Node) settleEnrollment(ctx context.Context, op store.Operation) string {
+	var memberID, name, addr string
+	evs, err := n.store.Events(ctx, store.EventFilter{Type: "ClusterReplicaEnrollmentStarted", Limit: 1000})
+	if err != nil {
+		return ""
+	}
+	for _, ev := range evs {
+		if ev.OperationID == op.ID {
+			memberID, name, addr = ev.Details["memberId"], ev.Details["replica"], ev.Details["address"]
+		}
+	}
+	members, err := n.store.Members(ctx)
+	if err != nil {
+		return ""
+	}
+	var member *store.Member
+	for i, m := range members {
+		if (memberID != "" && m.ID == memberID) || (memberID == "" && addr != "" && strings.EqualFold(m.Address, addr)) {
+			member = &members[i]
+		}
+	}
+	if member != nil {
+		memberID, addr = member.ID, member.Address
+		if name == "" {
+			name = member.Name
+		}
+	}
+	if memberID == "" || memberID == n.ID() {
+		return ""
+	}
+	inRaft, voter := false, false
+	if f := n.r().GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == memberID {
+				inRaft, voter = true, s.Suffrage == raft.Voter
+				if addr == "" {
+					addr = string(s.Address)
+				}
+			}
+		}
+	}
+	if !inRaft && member == nil {
+		return fmt.Sprintf(" %s is not in the cluster; it may still be in Maintenance: add it again.", name)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := n.peers.Status(sctx, addr)
+	cancel()
+	switch {
+	case err == nil && st.State != StateMaintenance:
+		return fmt.Sprintf(" %s finished joining and is a member (%s).", name, StateLabel(st.State))
+	case err != nil && voter:
+		return fmt.Sprintf(" %s was made a voting member but does not answer (%v): when it answers, check it, and Unjoin it if it stays in Maintenance.", name, err)
+	}
+	if inRaft {
+		if err := n.r().RemoveServer(raft.ServerID(memberID), 0, enrollCallTimeout).Error(); err != nil {
+			return fmt.Sprintf(" Removing the half-added %s from the raft group failed (%v).", name, err)
+		}
+	}
+	if member != nil {
+		if err := n.ProposeData(ctx, CmdRemoveMember, "system", RemoveMember{MemberID: memberID}, nil); err != nil {
+			return fmt.Sprintf(" Removing the half-added %s from the members failed (%v).", name, err)
+		}
+	}
+	return fmt.Sprintf(" The half-added %s was removed from the cluster; it stays in Maintenance: add it again.", name)
 }
 
 // CompareWith compares the replicated tables of this member and the member

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,10 +41,18 @@ type Runner struct {
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
 	wg      sync.WaitGroup
+	// stopping: this member shuts down. A running operation is left as it
+	// is, neither undone nor ended, for the next primary to settle, as
+	// after a crash.
+	stopping atomic.Bool
+	// settlers undo, per kind, what an operation whose primary stopped
+	// mid-way left behind; they return a sentence for its result.
+	settlers map[string]func(ctx context.Context, op store.Operation) string
 }
 
 func newRunner(n *Node) *Runner {
-	return &Runner{n: n, running: map[string]context.CancelFunc{}}
+	return &Runner{n: n, running: map[string]context.CancelFunc{},
+		settlers: map[string]func(context.Context, store.Operation) string{"Enroll": n.settleEnrollment}}
 }
 
 // Start takes the cluster lock for a new operation and runs it in the
@@ -58,13 +67,19 @@ func (r *Runner) Start(ctx context.Context, actor string, spec OperationSpec) (s
 	if spec.StartEvent != "" {
 		ev = &EventSpec{Type: spec.StartEvent, OperationID: opID, Details: spec.Details}
 	}
-	if err := r.n.ProposeData(ctx, CmdCreateOperation, actor, CreateOperation{OperationID: opID, Kind: spec.Kind, Steps: names}, ev); err != nil {
-		return "", err
-	}
+	// Known as running before it exists, so that settleOrphans never takes
+	// it for an orphan.
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.mu.Lock()
 	r.running[opID] = cancel
 	r.mu.Unlock()
+	if err := r.n.ProposeData(ctx, CmdCreateOperation, actor, CreateOperation{OperationID: opID, Kind: spec.Kind, Steps: names}, ev); err != nil {
+		r.mu.Lock()
+		delete(r.running, opID)
+		r.mu.Unlock()
+		cancel()
+		return "", err
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -83,6 +98,10 @@ func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec
 	log := r.n.log.With("operation", opID, "kind", spec.Kind)
 	result, errText := OpSucceeded, ""
 	for i, s := range spec.Steps {
+		if r.stopping.Load() {
+			log.Info("operation left for the next primary: this member shuts down", "before", s.Name)
+			return
+		}
 		p := &Progress{r: r, opID: opID, actor: actor, index: i, name: s.Name, started: time.Now().UTC()}
 		if err := p.set(ctx, StepRunning, 0, "", nil); err != nil {
 			log.Warn("operation abandoned: cannot record progress", "err", err)
@@ -90,6 +109,12 @@ func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec
 		}
 		err := s.Run(ctx, p)
 		end := time.Now().UTC()
+		if err != nil && r.stopping.Load() {
+			// Stopped, not failed: undoing now could race with the next
+			// primary; it settles the operation.
+			log.Info("operation left for the next primary: this member shuts down", "step", s.Name, "err", err)
+			return
+		}
 		if err != nil {
 			log.Warn("operation step failed", "step", s.Name, "err", err)
 			p.set(ctx, StepFailed, p.current(), err.Error(), &end)
@@ -143,7 +168,10 @@ func (r *Runner) settleOrphans(ctx context.Context) {
 		if mine || r.n.runningElsewhere(ctx, op) {
 			continue
 		}
-		msg := fmt.Sprintf("the primary that ran it (member %s) stopped before it ended; check the cluster view before retrying", op.OwnerID)
+		msg := fmt.Sprintf("the primary that ran it (member %s) stopped before it ended; check the cluster view before retrying.", op.OwnerID)
+		if settle := r.settlers[op.Kind]; settle != nil {
+			msg += settle(ctx, op)
+		}
 		err := r.n.ProposeData(ctx, CmdFinishOperation, "system", FinishOperation{OperationID: op.ID, State: OpResultUnknown, Error: msg},
 			&EventSpec{Type: "OperationResultUnknown", OperationID: op.ID, Details: map[string]string{"kind": op.Kind}})
 		if err != nil {
@@ -153,6 +181,7 @@ func (r *Runner) settleOrphans(ctx context.Context) {
 }
 
 func (r *Runner) stop() {
+	r.stopping.Store(true)
 	r.mu.Lock()
 	for _, cancel := range r.running {
 		cancel()

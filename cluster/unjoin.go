@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +14,10 @@ import (
 
 // UnjoinSteps are the named steps of Unjoin.
 var UnjoinSteps = []string{"Pre-checks", "Tell the replica", "Remove from the raft group", "Replica stands alone"}
+
+// standaloneLimit is how long Unjoin waits for the removed member to stand
+// alone (it restarts raft as a cluster of its own, usually in a second).
+const standaloneLimit = 45 * time.Second
 
 // CheckUnjoin refuses an Unjoin with a reason a person can act on.
 func (n *Node) CheckUnjoin(ctx context.Context, memberID string) (MemberStatus, error) {
@@ -63,31 +68,40 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 	}
 	addr := target.Address
 	// The leaving member stays reachable over mutual TLS while it is told
-	// to stand alone, although raft no longer lists it.
+	// to stand alone, although raft no longer lists it. The allowance ends
+	// once, whichever ends it: the last step or a failure.
 	var unpend func()
+	var unpendOnce sync.Once
+	release := func() {
+		if unpend != nil {
+			unpendOnce.Do(unpend)
+		}
+	}
 	steps := []StepFunc{
 		func(ctx context.Context, p *Progress) error {
 			_, err := n.CheckUnjoinRunning(ctx, memberID)
 			return err
 		},
-		func(ctx context.Context, p *Progress) error {
+		bounded(enrollCallTimeout, func(ctx context.Context, p *Progress) error {
 			unpend = n.pending.add(memberID)
 			return n.peers.Leave(ctx, addr)
-		},
-		func(ctx context.Context, p *Progress) error {
-			if err := n.r().RemoveServer(raft.ServerID(memberID), 0, 30*time.Second).Error(); err != nil {
+		}),
+		bounded(enrollCallTimeout, func(ctx context.Context, p *Progress) error {
+			if err := n.r().RemoveServer(raft.ServerID(memberID), 0, enrollCallTimeout).Error(); err != nil {
 				return fmt.Errorf("remove from raft: %w", err)
 			}
 			return n.ProposeData(ctx, CmdRemoveMember, "system", RemoveMember{MemberID: memberID}, nil)
-		},
+		}),
 		func(ctx context.Context, p *Progress) error {
 			// The replica notices its removal by itself; tell it too, in
 			// case it missed the last configuration.
-			defer unpend()
-			if err := doJSON(ctx, n.peers.http, http.MethodPost, "https://"+addr+"/node/v1/standalone", "", nil, "", nil); err != nil {
+			defer release()
+			tctx, cancel := context.WithTimeout(ctx, enrollCallTimeout)
+			if err := doJSON(tctx, n.peers.http, http.MethodPost, "https://"+addr+"/node/v1/standalone", "", nil, "", nil); err != nil {
 				n.log.Warn("tell the removed member to stand alone", "err", err)
 			}
-			deadline := time.Now().Add(2 * time.Minute)
+			cancel()
+			deadline := time.Now().Add(standaloneLimit)
 			for {
 				info, _, err := n.FetchInfo(ctx, addr)
 				if err == nil && info.State == StateStandaloneRO {
@@ -95,7 +109,7 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 					return nil
 				}
 				if time.Now().After(deadline) {
-					return fmt.Errorf("%s did not report standing alone within 2 minutes (last: %v); it is no longer a member", target.Name, err)
+					return fmt.Errorf("%s did not report standing alone within %s (last: %v); it is no longer a member", target.Name, standaloneLimit, err)
 				}
 				select {
 				case <-ctx.Done():
@@ -106,12 +120,8 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 		},
 	}
 	spec := OperationSpec{Kind: "Remove", StartEvent: "ClusterReplicaRemovalStarted", EndEvent: "ClusterReplicaRemovalCompleted",
-		Details: map[string]string{"replica": target.Name, "address": addr},
-		OnFailure: func(context.Context, error) {
-			if unpend != nil {
-				unpend()
-			}
-		}}
+		Details:   map[string]string{"replica": target.Name, "address": addr},
+		OnFailure: func(context.Context, error) { release() }}
 	for i, name := range UnjoinSteps {
 		spec.Steps = append(spec.Steps, StepSpec{Name: name, Run: steps[i]})
 	}

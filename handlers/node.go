@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -212,6 +213,11 @@ func (h *Handlers) EnrollSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !h.enrollingActor(w, r) {
 		return
 	}
+	// A large snapshot takes longer than the server's request timeouts; the
+	// primary's watchdog bounds the transfer instead.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
 	index, err := h.Node.RestoreFromPrimary(r.Context(), r.Body)
 	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, apiError{Message: err.Error()})

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"conclave/auth"
+	"conclave/internal/testnet"
 	"conclave/internal/testpg"
 	"conclave/web"
 )
@@ -37,6 +38,13 @@ type App struct {
 
 // Option changes the configuration before start.
 type Option func(*web.Config)
+
+// WithNetwork makes the appliance reach the others through n, where it is
+// known as name: a test cuts, delays or drops its links with n. Once the
+// appliance listens, its address is registered in n under name.
+func WithNetwork(n *testnet.Network, name string) Option {
+	return func(c *web.Config) { c.Dialer = n.Dialer(name) }
+}
 
 // Start starts an appliance and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *App {
@@ -68,6 +76,9 @@ func start(t testing.TB, cfg web.Config) *App {
 	}
 	app := &App{Appliance: a, URL: "https://" + a.Addr(), Cfg: cfg, t: t}
 	app.Cfg.Listen = a.Addr() // a restart comes back on the same port
+	if l, ok := cfg.Dialer.(interface{ Listening(addr string) }); ok {
+		l.Listening(a.Addr()) // a testnet dialer learns its appliance's address
+	}
 	t.Cleanup(app.stop)
 	return app
 }
@@ -82,6 +93,12 @@ func (a *App) stop() {
 		a.t.Errorf("shut appliance down: %v", err)
 	}
 	a.Appliance = nil
+}
+
+// Stop shuts the appliance down (gracefully); Restart starts it again.
+func (a *App) Stop(t testing.TB) {
+	t.Helper()
+	a.stop()
 }
 
 // Restart stops the appliance and starts it again on the same data

@@ -168,12 +168,26 @@ func (r *Runner) settleOrphans(ctx context.Context) {
 		if mine || r.n.runningElsewhere(ctx, op) {
 			continue
 		}
-		msg := fmt.Sprintf("the primary that ran it (member %s) stopped before it ended; check the cluster view before retrying.", op.OwnerID)
+		state, msg := OpResultUnknown, fmt.Sprintf("the primary that ran it (%s) stopped before it ended; check the cluster view before retrying.", r.n.memberName(ctx, op.OwnerID))
+		if m := r.n.Mode(); m.State == StateStandaloneRO || m.State == StateLeavingCluster {
+			// This appliance left the cluster while the operation ran: the
+			// cluster keeps the real record. An Unjoin of it is done.
+			msg = "this appliance left the cluster while it ran; the cluster's own record tells how it ended"
+			if op.Kind == "Remove" {
+				state, msg = OpSucceeded, "this appliance left the cluster and stands alone"
+			}
+		}
 		if settle := r.settlers[op.Kind]; settle != nil {
 			msg += settle(ctx, op)
 		}
-		err := r.n.ProposeData(ctx, CmdFinishOperation, "system", FinishOperation{OperationID: op.ID, State: OpResultUnknown, Error: msg},
-			&EventSpec{Type: "OperationResultUnknown", OperationID: op.ID, Details: map[string]string{"kind": op.Kind}})
+		var ev *EventSpec
+		errText := msg
+		if state == OpResultUnknown {
+			ev = &EventSpec{Type: "OperationResultUnknown", OperationID: op.ID, Details: map[string]string{"kind": op.Kind}}
+		} else {
+			errText = ""
+		}
+		err := r.n.ProposeData(ctx, CmdFinishOperation, "system", FinishOperation{OperationID: op.ID, State: state, Error: errText}, ev)
 		if err != nil {
 			r.n.log.Error("settle unfinished operation", "operation", op.ID, "err", err)
 		}

@@ -230,3 +230,16 @@ func FaultTolerance(voters int) int {
 	}
 	return (voters - 1) / 2
 }
+
+// memberName is a member's name, or its ID when it is not (any longer) a
+// member.
+func (n *Node) memberName(ctx context.Context, id string) string {
+	if ms, err := n.store.Members(ctx); err == nil {
+		for _, m := range ms {
+			if m.ID == id {
+				return m.Name
+			}
+		}
+	}
+	return "member " + id
+}

@@ -98,21 +98,10 @@ func (h *Handlers) renderFailover(w http.ResponseWriter, r *http.Request, status
 
 // FailoverStart is the confirmed failover form.
 func (h *Handlers) FailoverStart(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(w, r); err != nil {
-		h.renderError(w, r, err)
-		return
-	}
-	if err := checkPhrase(r.PostFormValue("confirm"), PhraseFailover); err != nil {
-		h.renderFailover(w, r, http.StatusUnprocessableEntity, err.Error())
-		return
-	}
-	me, _ := principal(r)
-	id, err := h.Node.Failover(r.Context(), me.Username, chi.URLParam(r, "id"))
-	if err != nil {
-		h.renderFailover(w, r, http.StatusConflict, err.Error())
-		return
-	}
-	http.Redirect(w, r, "/operations/"+id, http.StatusSeeOther)
+	h.confirmedForm(w, r, PhraseFailover, h.renderFailover, func(actor string) (string, error) {
+		id, err := h.Node.Failover(r.Context(), actor, chi.URLParam(r, "id"))
+		return "/operations/" + id, err
+	})
 }
 
 // UnlockPage confirms Unlock Cluster, saying who holds the lock and since when.
@@ -130,19 +119,8 @@ func (h *Handlers) renderUnlock(w http.ResponseWriter, r *http.Request, status i
 
 // UnlockStart is the confirmed Unlock Cluster form.
 func (h *Handlers) UnlockStart(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(w, r); err != nil {
-		h.renderError(w, r, err)
-		return
-	}
-	if err := checkPhrase(r.PostFormValue("confirm"), PhraseUnlock); err != nil {
-		h.renderUnlock(w, r, http.StatusUnprocessableEntity, err.Error())
-		return
-	}
-	me, _ := principal(r)
-	id, err := h.Node.UnlockCluster(r.Context(), me.Username)
-	if err != nil {
-		h.renderUnlock(w, r, http.StatusConflict, err.Error())
-		return
-	}
-	http.Redirect(w, r, "/operations/"+id, http.StatusSeeOther)
+	h.confirmedForm(w, r, PhraseUnlock, h.renderUnlock, func(actor string) (string, error) {
+		id, err := h.Node.UnlockCluster(r.Context(), actor)
+		return "/operations/" + id, err
+	})
 }

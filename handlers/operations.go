@@ -35,6 +35,28 @@ func (h *Handlers) decodeConfirm(w http.ResponseWriter, r *http.Request, phrase 
 	return true
 }
 
+// confirmedForm handles a typed-confirmation form: the phrase must match,
+// then start runs as the signed-in user and the browser goes where it says.
+// A wrong phrase or a refusal shows the page again with the reason inline.
+func (h *Handlers) confirmedForm(w http.ResponseWriter, r *http.Request, phrase string,
+	rerender func(w http.ResponseWriter, r *http.Request, status int, msg string), start func(actor string) (string, error)) {
+	if err := parseForm(w, r); err != nil {
+		h.renderError(w, r, err)
+		return
+	}
+	if err := checkPhrase(r.PostFormValue("confirm"), phrase); err != nil {
+		rerender(w, r, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	me, _ := principal(r)
+	next, err := start(me.Username)
+	if err != nil {
+		rerender(w, r, http.StatusConflict, err.Error())
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
 func checkPhrase(got, want string) error {
 	if got != want {
 		return &apiError{Status: http.StatusUnprocessableEntity, Field: "confirm", Message: "type the phrase \"" + want + "\" exactly to confirm"}
@@ -325,21 +347,10 @@ func (h *Handlers) renderUnjoin(w http.ResponseWriter, r *http.Request, status i
 
 // UnjoinStart is the confirmed Unjoin form.
 func (h *Handlers) UnjoinStart(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(w, r); err != nil {
-		h.renderError(w, r, err)
-		return
-	}
-	if err := checkPhrase(r.PostFormValue("confirm"), PhraseUnjoin); err != nil {
-		h.renderUnjoin(w, r, http.StatusUnprocessableEntity, err.Error())
-		return
-	}
-	me, _ := principal(r)
-	id, err := h.Node.Unjoin(r.Context(), me.Username, chi.URLParam(r, "id"))
-	if err != nil {
-		h.renderUnjoin(w, r, http.StatusConflict, err.Error())
-		return
-	}
-	http.Redirect(w, r, "/operations/"+id, http.StatusSeeOther)
+	h.confirmedForm(w, r, PhraseUnjoin, h.renderUnjoin, func(actor string) (string, error) {
+		id, err := h.Node.Unjoin(r.Context(), actor, chi.URLParam(r, "id"))
+		return "/operations/" + id, err
+	})
 }
 
 // ActivatePage confirms Activate.
@@ -357,18 +368,7 @@ func (h *Handlers) renderActivate(w http.ResponseWriter, r *http.Request, status
 
 // ActivateStart is the confirmed Activate form.
 func (h *Handlers) ActivateStart(w http.ResponseWriter, r *http.Request) {
-	if err := parseForm(w, r); err != nil {
-		h.renderError(w, r, err)
-		return
-	}
-	if err := checkPhrase(r.PostFormValue("confirm"), PhraseActivate); err != nil {
-		h.renderActivate(w, r, http.StatusUnprocessableEntity, err.Error())
-		return
-	}
-	me, _ := principal(r)
-	if err := h.Node.Activate(r.Context(), me.Username); err != nil {
-		h.renderActivate(w, r, http.StatusConflict, err.Error())
-		return
-	}
-	http.Redirect(w, r, "/?done=activated", http.StatusSeeOther)
+	h.confirmedForm(w, r, PhraseActivate, h.renderActivate, func(actor string) (string, error) {
+		return "/?done=activated", h.Node.Activate(r.Context(), actor)
+	})
 }

@@ -51,22 +51,10 @@ func TestPrimaryCutOffLosesQuorumAndRejoins(t *testing.T) {
 	net.Partition("alpha", "beta")
 	net.Partition("alpha", "gamma")
 	waitState(t, alpha, "PrimaryNoQuorum")
-	var newPrimary *testapp.App
-	deadline := time.Now().Add(30 * time.Second)
-	for newPrimary == nil {
-		for _, app := range []*testapp.App{beta, gamma} {
-			if app.Node.IsLeader() {
-				newPrimary = app
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no new primary among beta and gamma within 30 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	newPrimary := waitNewPrimary(t, beta, gamma)
 	// The loss is recorded on alpha (debounced), waiting for a primary to
 	// write it to.
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for alpha.Node.PendingEvents() < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("alpha queued %d events for its loss of quorum; want 2", alpha.Node.PendingEvents())
@@ -113,17 +101,7 @@ func TestPrimaryCutOffLosesQuorumAndRejoins(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// No divergent data: every replicated table is the same on both.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		err := newPrimary.Node.CompareWith(t.Context(), alpha.Addr(), nil)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the old primary differs from the new one after healing: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSameData(t, newPrimary, alpha)
 }
 
 // The primary dies: the two replicas elect a new primary by themselves
@@ -140,19 +118,7 @@ func TestPrimaryKilledReplicasElectANewOne(t *testing.T) {
 	}
 	alpha.Stop(t)
 
-	var newPrimary *testapp.App
-	deadline := time.Now().Add(30 * time.Second)
-	for newPrimary == nil {
-		for _, app := range []*testapp.App{beta, gamma} {
-			if app.Node.IsLeader() {
-				newPrimary = app
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no new primary within 30 s of the primary's death")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	newPrimary := waitNewPrimary(t, beta, gamma)
 	tok := newPrimary.AdminToken(t)
 	var users []struct{ Username string }
 	newPrimary.JSON(t, tok, http.MethodGet, "/api/v1/users", nil, &users)
@@ -171,14 +137,38 @@ func TestPrimaryKilledReplicasElectANewOne(t *testing.T) {
 	waitState(t, alpha, "ReplicaWithQuorum")
 	// Same data everywhere: the new primary compares its tables with the
 	// old one's, row counts and checksums at one raft index.
-	deadline = time.Now().Add(30 * time.Second)
+	waitSameData(t, newPrimary, alpha)
+}
+
+// waitNewPrimary waits until one of apps is the primary and returns it.
+func waitNewPrimary(t *testing.T, apps ...*testapp.App) *testapp.App {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := newPrimary.Node.CompareWith(t.Context(), alpha.Addr(), nil)
-		if err == nil {
-			break
+		for _, app := range apps {
+			if app.Node.IsLeader() {
+				return app
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the old primary differs from the new one: %v", err)
+			t.Fatal("no new primary within 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitSameData waits until b has every replicated table as a has it: row
+// counts and checksums at one raft index (b may still be catching up).
+func waitSameData(t *testing.T, a, b *testapp.App) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := a.Node.CompareWith(t.Context(), b.Addr(), nil)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s differs from %s: %v", b.Cfg.Name, a.Cfg.Name, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -71,6 +71,7 @@ type grant struct {
 	clusterID string
 	actor     string
 	expires   time.Time
+	used      bool // an enrollment started with it; it starts no other
 }
 
 const grantTTL = 15 * time.Minute
@@ -112,6 +113,27 @@ func (n *Node) CheckGrant(g, clusterID string) (actor string, err error) {
 		return "", ErrGrant
 	}
 	return v.actor, nil
+}
+
+// ErrGrantUsed is a grant that already started an enrollment.
+var ErrGrantUsed = errors.New("this approval was used for an Add Replica already; approve again on the replica")
+
+// UseGrant marks g as used by the enrollment it starts now: a grant starts
+// one enrollment only (the later calls of that enrollment still show it).
+func (n *Node) UseGrant(g, clusterID string) error {
+	n.grants.mu.Lock()
+	defer n.grants.mu.Unlock()
+	key := hashString(g)
+	v, ok := n.grants.m[key]
+	switch {
+	case !ok || time.Now().After(v.expires) || v.clusterID != clusterID:
+		return ErrGrant
+	case v.used:
+		return ErrGrantUsed
+	}
+	v.used = true
+	n.grants.m[key] = v
+	return nil
 }
 
 // PrepareRequest is the primary's first call to the replica.

@@ -165,6 +165,12 @@ func (h *Handlers) EnrollPrepare(w http.ResponseWriter, r *http.Request) {
 		h.refuseEnroll(w, err)
 		return
 	}
+	if g, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Grant "); ok && !req.CheckOnly {
+		if err := h.Node.UseGrant(strings.TrimSpace(g), req.ClusterID); err != nil {
+			h.refuseEnroll(w, err)
+			return
+		}
+	}
 	ans, err := h.Node.PrepareEnrollment(r.Context(), req, actor)
 	if err != nil {
 		writeJSON(w, http.StatusConflict, apiError{Message: err.Error()})

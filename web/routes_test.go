@@ -731,6 +731,12 @@ func TestEnrollCallsNeedAGrant(t *testing.T) {
 
 	// With the grant: Maintenance, waiting for the primary.
 	enrollPrepare(t, app, grant)
+	// The grant is one-time: it starts no second enrollment.
+	resp, body = secSend(t, app, nil, secRequest{method: "POST", path: "/node/v1/enroll/prepare", json: routePrepare(app.Cfg.Version),
+		header: map[string]string{"Authorization": "Grant " + grant}})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "used") {
+		t.Errorf("a second prepare with the same grant: status %d, want 401 saying it was used; body %q", resp.StatusCode, secShort(body))
+	}
 
 	calls := []secRequest{
 		{path: "/node/v1/enroll/credentials", json: map[string]string{"certificate": ""}},

@@ -11,7 +11,7 @@ DEMO_DIR  ?= ./var/demo
 ARTIFACTS ?= $(CURDIR)/bin/test-artifacts
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run run-one generate test test-go vet fmt-check generate-check deps-run deps-test bench clean
+.PHONY: all build run run-one generate test test-go vet fmt-check generate-check deps-run deps-test clean
 
 all: build
 
@@ -68,8 +68,6 @@ test-go:
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -count=1 -timeout 20m -artifacts -outputdir=$(ARTIFACTS) ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 
 clean:
 	rm -rf bin

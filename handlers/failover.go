@@ -42,12 +42,7 @@ func (h *Handlers) APIReset(w http.ResponseWriter, r *http.Request) {
 	}
 	me, _ := principal(r)
 	id, err := h.Node.ResetCluster(r.Context(), me.Username, cluster.ResetPlan{Keep: req.MemberIDs, PrimaryID: req.PrimaryID})
-	if err != nil {
-		h.writeOperationError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/operations/"+id)
-	writeJSON(w, http.StatusAccepted, map[string]string{"operationId": id})
+	h.writeOperationStarted(w, r, id, err)
 }
 
 // APIFailover is POST /api/v1/cluster/members/{id}/promote.
@@ -57,12 +52,7 @@ func (h *Handlers) APIFailover(w http.ResponseWriter, r *http.Request) {
 	}
 	me, _ := principal(r)
 	id, err := h.Node.Failover(r.Context(), me.Username, chi.URLParam(r, "id"))
-	if err != nil {
-		h.writeOperationError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/operations/"+id)
-	writeJSON(w, http.StatusAccepted, map[string]string{"operationId": id})
+	h.writeOperationStarted(w, r, id, err)
 }
 
 // APIUnlock is POST /api/v1/cluster/unlock.

@@ -257,6 +257,17 @@ func (h *Handlers) EnrollComplete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// writeOperationStarted answers the start of an operation: 202 with its
+// ID and where to follow it, or why it was refused.
+func (h *Handlers) writeOperationStarted(w http.ResponseWriter, r *http.Request, id string, err error) {
+	if err != nil {
+		h.writeOperationError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/operations/"+id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"operationId": id})
+}
+
 // writeOperationError answers a refused operation: a reason a person can
 // act on is a 409, anything else goes through writeError.
 func (h *Handlers) writeOperationError(w http.ResponseWriter, r *http.Request, err error) {

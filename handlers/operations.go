@@ -119,12 +119,7 @@ func (h *Handlers) APIAddReplica(w http.ResponseWriter, r *http.Request) {
 	}
 	me, _ := principal(r)
 	id, err := h.Node.AddReplica(r.Context(), me.Username, cluster.EnrollTarget{Address: addr, Fingerprint: fp, Auth: "Bearer " + req.AuthenticationToken, Info: info})
-	if err != nil {
-		h.writeOperationError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/operations/"+id)
-	writeJSON(w, http.StatusAccepted, map[string]string{"operationId": id})
+	h.writeOperationStarted(w, r, id, err)
 }
 
 // APIUnjoin is DELETE /api/v1/cluster/members/{id}.
@@ -134,12 +129,7 @@ func (h *Handlers) APIUnjoin(w http.ResponseWriter, r *http.Request) {
 	}
 	me, _ := principal(r)
 	id, err := h.Node.Unjoin(r.Context(), me.Username, chi.URLParam(r, "id"))
-	if err != nil {
-		h.writeOperationError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/operations/"+id)
-	writeJSON(w, http.StatusAccepted, map[string]string{"operationId": id})
+	h.writeOperationStarted(w, r, id, err)
 }
 
 // APIActivate is POST /api/v1/cluster/activate.

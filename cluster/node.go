@@ -143,6 +143,11 @@ type Node struct {
 	enrollKey    atomic.Pointer[[]byte] // the key of the certificate being issued
 	// healthChecks are added before the node serves requests.
 	healthChecks []HealthCheck
+	// resets are the Reset Cluster runs this member started.
+	resets localOperations
+	// refillFrom names the new primary while Reset Cluster has emptied
+	// this member and it waits for the primary's data.
+	refillFrom atomic.Value
 }
 
 // ErrNotLeader is returned for a proposal when no primary can be reached.
@@ -575,14 +580,26 @@ func (n *Node) TakeSnapshot() error {
 	return n.r().Snapshot().Error()
 }
 
-// ProposeDataRetrying is ProposeData that waits out an election: while no
-// primary is known (a failover, a primary that just died), it tries again
-// for up to 15 seconds. Operations use it so that a change of primary does
-// not abandon them.
+// ProposeDataRetrying is ProposeData that waits out an election (see
+// ProposeRetrying).
 func (n *Node) ProposeDataRetrying(ctx context.Context, typ, actor string, data any, ev *EventSpec) error {
+	cmd, err := Encode(typ, data)
+	if err != nil {
+		return err
+	}
+	cmd.Actor = actor
+	cmd.Event = ev
+	return n.ProposeRetrying(ctx, cmd)
+}
+
+// ProposeRetrying is Propose that waits out an election: while no primary
+// is known (a failover, a primary that just died), it tries again for up
+// to 15 seconds. Operations use it so that a change of primary does not
+// abandon them.
+func (n *Node) ProposeRetrying(ctx context.Context, cmd Command) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		err := n.ProposeData(ctx, typ, actor, data, ev)
+		err := n.Propose(ctx, cmd)
 		if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
 			return err
 		}
@@ -595,3 +612,6 @@ func (n *Node) ProposeDataRetrying(ctx context.Context, typ, actor string, data 
 		}
 	}
 }
+
+// appliedIndex is the last raft index this member's FSM applied.
+func (n *Node) appliedIndex() uint64 { return n.applied.Load() }

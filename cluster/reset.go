@@ -63,16 +63,48 @@ func (n *Node) CheckReset(ctx context.Context, plan ResetPlan) ([]MemberStatus, 
 	return kept, nil
 }
 
-// ResetCluster rebuilds the cluster from the kept members with the chosen
-// primary. It returns the operation recorded for it once the new cluster
-// has written it (the operation cannot be written before: there is no
-// consensus to write it with).
+// ResetCluster checks the plan, then rebuilds the cluster from the kept
+// members with the chosen primary in the background. It returns the
+// operation's ID at once: until the new cluster can write the operation
+// (there is no consensus to write it with before), this member keeps its
+// steps and progress itself, and Operation answers for it.
 func (n *Node) ResetCluster(ctx context.Context, actor string, plan ResetPlan) (string, error) {
 	kept, err := n.CheckReset(ctx, plan)
 	if err != nil {
 		return "", err
 	}
-	started := time.Now().UTC()
+	if !n.resets.begin() {
+		return "", errors.New("a Reset Cluster is already running on this appliance; wait for it to end")
+	}
+	op := newLocalOperation(uuid.NewString(), "Reset", n.ID(), actor, ResetSteps)
+	op.step(0, StepSucceeded, fmt.Sprintf("%d members kept, %s the new primary", len(kept), memberName(kept, plan.PrimaryID)))
+	n.resets.put(op)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.resets.end()
+		// Not the request's context: the reset outlives the request.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := n.runReset(rctx, op, plan, kept); err != nil {
+			n.log.Error("Reset Cluster failed", "err", err)
+			op.fail(err)
+		}
+	}()
+	return op.id, nil
+}
+
+func memberName(ms []MemberStatus, id string) string {
+	for _, m := range ms {
+		if m.ID == id {
+			return m.Name
+		}
+	}
+	return id
+}
+
+// runReset runs the steps after the pre-checks, recording each on op.
+func (n *Node) runReset(ctx context.Context, op *localOperation, plan ResetPlan, kept []MemberStatus) error {
 	var primary MemberStatus
 	var servers []raft.Server
 	for _, m := range kept {
@@ -83,10 +115,14 @@ func (n *Node) ResetCluster(ctx context.Context, actor string, plan ResetPlan) (
 	}
 	// Replicas first: they stop voting in the old configuration and wait,
 	// empty, for the new primary.
+	op.step(1, StepRunning, "")
+	var replicas []MemberStatus
 	for _, m := range kept {
 		if m.ID == plan.PrimaryID {
 			continue
 		}
+		replicas = append(replicas, m)
+		var err error
 		if m.ID == n.ID() {
 			err = n.FollowReset(ctx, plan.PrimaryID)
 		} else {
@@ -94,30 +130,75 @@ func (n *Node) ResetCluster(ctx context.Context, actor string, plan ResetPlan) (
 			err = doJSON(ctx, n.peers.http, "POST", "https://"+m.Address+"/node/v1/reset/follow", "", strings.NewReader(body), "application/json", nil)
 		}
 		if err != nil {
-			return "", fmt.Errorf("%s could not drop its state: %w", m.Name, err)
+			return op.stepFailed(1, fmt.Errorf("%s could not drop its state: %w", m.Name, err))
 		}
+		op.progress(1, 100*len(replicas)/max(len(kept)-1, 1), m.Name+" dropped its state and waits for "+primary.Name)
 	}
-	cfgJSON := encodeServers(servers)
+	op.step(1, StepSucceeded, countOf(len(replicas), "replica", "replicas")+" wait for the new primary")
+
+	op.step(2, StepRunning, "")
+	var err error
 	if primary.ID == n.ID() {
 		err = n.LeadReset(ctx, servers)
 	} else {
-		err = doJSON(ctx, n.peers.http, "POST", "https://"+primary.Address+"/node/v1/reset/lead", "", strings.NewReader(cfgJSON), "application/json", nil)
+		err = doJSON(ctx, n.peers.http, "POST", "https://"+primary.Address+"/node/v1/reset/lead", "", strings.NewReader(encodeServers(servers)), "application/json", nil)
 	}
 	if err != nil {
-		return "", fmt.Errorf("%s could not recover raft: %w", primary.Name, err)
+		return op.stepFailed(2, fmt.Errorf("%s could not recover raft: %w", primary.Name, err))
 	}
-	// Wait for the new primary, then record what happened.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if _, id := n.r().LeaderWithID(); string(id) == plan.PrimaryID {
-			break
+	if err := n.waitFor(ctx, time.Minute, func() bool { _, id := n.r().LeaderWithID(); return string(id) == plan.PrimaryID }); err != nil {
+		return op.stepFailed(2, fmt.Errorf("%s did not become the primary within a minute", primary.Name))
+	}
+	op.step(2, StepSucceeded, primary.Name+" is the primary of the reset cluster")
+
+	// The kept replicas were emptied: they are caught up when they have
+	// applied what the primary had when it took over.
+	op.step(3, StepRunning, "")
+	target := n.r().CommitIndex()
+	if n.ID() != plan.PrimaryID {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := n.peers.Status(sctx, primary.Address)
+		cancel()
+		if err != nil {
+			return op.stepFailed(3, fmt.Errorf("ask %s how far it is: %w", primary.Name, err))
 		}
+		target = st.AppliedIndex
+	}
+	for i, m := range replicas {
+		err := n.waitFor(ctx, 2*time.Minute, func() bool {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			st, err := n.peers.Status(sctx, m.Address)
+			if m.ID == n.ID() {
+				return n.appliedIndex() >= target
+			}
+			return err == nil && st.AppliedIndex >= target
+		})
+		if err != nil {
+			return op.stepFailed(3, fmt.Errorf("%s did not catch up with %s within two minutes", m.Name, primary.Name))
+		}
+		op.progress(3, 100*(i+1)/len(replicas), m.Name+" has caught up")
+	}
+	op.step(3, StepSucceeded, countOf(len(replicas), "replica", "replicas")+" caught up")
+	return n.recordReset(ctx, op, plan, kept, primary)
+}
+
+// waitFor polls cond until it holds, limit passes or ctx ends.
+func (n *Node) waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s did not become the primary within a minute", primary.Name)
+			return errors.New("timed out")
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.closing:
+			return errors.New("this appliance shuts down")
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return n.recordReset(ctx, actor, plan, kept, primary, started)
+	return nil
 }
 
 func encodeServers(servers []raft.Server) string {
@@ -134,6 +215,7 @@ func (n *Node) FollowReset(ctx context.Context, primaryID string) error {
 	// Until the new primary is in this member's configuration, it is the
 	// one peer let in.
 	n.pending.add(primaryID)
+	n.refillFrom.Store(n.memberName(ctx, primaryID))
 	n.log.Info("Reset Cluster: dropping raft state and data; waiting for the new primary")
 	return n.restartRaftWith(func() error {
 		if err := n.store.TruncateReplicated(ctx); err != nil {
@@ -168,12 +250,12 @@ func (n *Node) LeadReset(ctx context.Context, servers []raft.Server) error {
 	}, false, false)
 }
 
-// recordReset writes the operation and its events once the new cluster
-// has a primary, with the times they happened.
-func (n *Node) recordReset(ctx context.Context, actor string, plan ResetPlan, kept []MemberStatus, primary MemberStatus, started time.Time) (string, error) {
+// recordReset writes the operation, its steps as they ran and its events
+// once the new cluster has a primary.
+func (n *Node) recordReset(ctx context.Context, op *localOperation, plan ResetPlan, kept []MemberStatus, primary MemberStatus) error {
 	members, err := n.store.Members(ctx)
 	if err != nil {
-		return "", err
+		return err
 	}
 	var left []string
 	for _, m := range members {
@@ -181,8 +263,8 @@ func (n *Node) recordReset(ctx context.Context, actor string, plan ResetPlan, ke
 			continue
 		}
 		left = append(left, m.Name)
-		if err := n.ProposeDataRetrying(ctx, CmdRemoveMember, actor, RemoveMember{MemberID: m.ID}, nil); err != nil {
-			return "", err
+		if err := n.ProposeDataRetrying(ctx, CmdRemoveMember, op.actor, RemoveMember{MemberID: m.ID}, nil); err != nil {
+			return err
 		}
 	}
 	var names []string
@@ -193,28 +275,27 @@ func (n *Node) recordReset(ctx context.Context, actor string, plan ResetPlan, ke
 	// A lock left by the operation that was running when consensus was
 	// lost ends now, as unknown.
 	if lock, err := n.store.Lock(ctx); err == nil {
-		n.ProposeDataRetrying(ctx, CmdFinishOperation, actor, FinishOperation{OperationID: lock.OperationID, State: OpResultUnknown,
+		n.ProposeDataRetrying(ctx, CmdFinishOperation, op.actor, FinishOperation{OperationID: lock.OperationID, State: OpResultUnknown,
 			Error: "the cluster was reset while it ran"}, nil)
 	}
-	opID := uuid.NewString()
-	cmd, _ := Encode(CmdCreateOperation, CreateOperation{OperationID: opID, Kind: "Reset", Steps: ResetSteps})
-	cmd.At, cmd.Actor = started, actor
-	cmd.Event = &EventSpec{Type: "ClusterResetStarted", OperationID: opID, Details: details}
-	if err := n.Propose(ctx, cmd); err != nil {
-		return "", err
+	snap := op.snapshot()
+	cmd, _ := Encode(CmdCreateOperation, CreateOperation{OperationID: op.id, Kind: "Reset", Steps: ResetSteps})
+	cmd.At, cmd.Actor = snap.StartedAt, op.actor
+	cmd.Event = &EventSpec{Type: "ClusterResetStarted", OperationID: op.id, Details: details}
+	if err := n.ProposeRetrying(ctx, cmd); err != nil {
+		return err
 	}
-	end := time.Now().UTC()
-	for i, name := range ResetSteps {
-		step := UpdateStep{OperationID: opID, Index: i}
-		step.Step.Name, step.Step.State, step.Step.Percent = name, StepSucceeded, 100
-		step.Step.StartedAt, step.Step.EndedAt = &started, &end
-		if err := n.ProposeData(ctx, CmdUpdateStep, actor, step, nil); err != nil {
-			return "", err
+	for i, step := range snap.Steps {
+		if err := n.ProposeDataRetrying(ctx, CmdUpdateStep, op.actor, UpdateStep{OperationID: op.id, Index: i, Step: step}, nil); err != nil {
+			return err
 		}
 	}
-	err = n.ProposeData(ctx, CmdFinishOperation, actor, FinishOperation{OperationID: opID, State: OpSucceeded},
-		&EventSpec{Type: "ClusterResetCompleted", OperationID: opID, Details: details})
-	return opID, err
+	err = n.ProposeDataRetrying(ctx, CmdFinishOperation, op.actor, FinishOperation{OperationID: op.id, State: OpSucceeded},
+		&EventSpec{Type: "ClusterResetCompleted", OperationID: op.id, Details: details})
+	if err == nil {
+		op.finish(OpSucceeded, "")
+	}
+	return err
 }
 
 // ResetServer is a member of the configuration a reset recovers raft with.
@@ -233,4 +314,29 @@ func (n *Node) LeadResetWith(ctx context.Context, servers []ResetServer) error {
 		return errors.New("no member to keep")
 	}
 	return n.LeadReset(ctx, rs)
+}
+
+// Refilling tells whether this member, emptied by Reset Cluster, is still
+// waiting for the new primary's data, and names that primary.
+func (n *Node) Refilling(ctx context.Context) (string, bool) {
+	from, _ := n.refillFrom.Load().(string)
+	if from == "" {
+		return "", false
+	}
+	if users, err := n.store.CountUsers(ctx); err == nil && users > 0 {
+		n.refillFrom.Store("")
+		return "", false
+	}
+	return from, true
+}
+
+// countOf says "1 replica", "2 replicas", "no replicas".
+func countOf(n int, one, many string) string {
+	switch n {
+	case 0:
+		return "no " + many
+	case 1:
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

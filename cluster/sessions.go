@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"conclave/store"
@@ -20,13 +21,34 @@ func (b SessionBackend) SessionByHash(ctx context.Context, idHash []byte, now ti
 	return b.n.store.SessionByHash(ctx, idHash, now)
 }
 
-// PutSession creates or updates a session in the cluster.
+// PutSession creates or updates a session in the cluster. Without a
+// primary to write to (consensus lost), a new session is kept by this
+// appliance alone, so that an administrator can still sign in to repair the
+// cluster; a session kept that way stays this appliance's.
 func (b SessionBackend) PutSession(ctx context.Context, r store.SessionRow) error {
-	return b.n.ProposeData(ctx, CmdPutSession, "system", SessionData{IDHash: r.IDHash, UserID: r.UserID, Data: r.Data, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil)
+	if local, err := b.n.store.IsLocalSession(ctx, r.IDHash); err != nil || local {
+		if err != nil {
+			return err
+		}
+		return b.n.store.PutLocalSession(ctx, r)
+	}
+	err := b.n.ProposeData(ctx, CmdPutSession, "system", SessionData{IDHash: r.IDHash, UserID: r.UserID, Data: r.Data, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil)
+	if errors.Is(err, ErrNotLeader) {
+		b.n.log.Warn("no primary to record a session with: it is valid on this appliance only")
+		return b.n.store.PutLocalSession(ctx, r)
+	}
+	return err
 }
 
-// DeleteSession ends a session in the cluster.
+// DeleteSession ends a session in the cluster (and here, if it was this
+// appliance's own).
 func (b SessionBackend) DeleteSession(ctx context.Context, idHash []byte) error {
+	if local, err := b.n.store.IsLocalSession(ctx, idHash); err != nil || local {
+		if err != nil {
+			return err
+		}
+		return b.n.store.DeleteLocalSession(ctx, idHash)
+	}
 	return b.n.ProposeData(ctx, CmdDeleteSession, "system", SessionData{IDHash: idHash}, nil)
 }
 

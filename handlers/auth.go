@@ -62,6 +62,15 @@ func (h *Handlers) Authenticate(next http.Handler) http.Handler {
 					next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 					return
 				}
+				if primary, ok := h.Node.Refilling(r.Context()); ok && errors.Is(err, store.ErrNotFound) {
+					// Reset Cluster emptied this member, which copies the
+					// new primary's data now: the user is not lost, just not
+					// here yet. Neither end the session nor ask to sign in.
+					w.Header().Set("Refresh", "2")
+					w.Header().Set("Retry-After", "2")
+					h.renderMessage(w, r, http.StatusServiceUnavailable, "Reset Cluster: this appliance dropped its data and is copying "+primary+"'s now. This page reloads by itself in a moment.")
+					return
+				}
 				if errors.Is(err, auth.ErrDisabled) || errors.Is(err, store.ErrNotFound) {
 					// The account was disabled: end the session for good,
 					// so that enabling the account again does not revive it.

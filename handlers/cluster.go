@@ -38,6 +38,9 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	p.Mode = modeBanner(mode, h.Node.Name(), isAdmin)
 	p.AddReplica = h.addReplicaAction(ms, mode, isAdmin, p.Banner)
+	if st := h.Node.SelfState(); isAdmin && (st == cluster.StateReplicaNoQuorum || st == cluster.StatePrimaryNoQuorum) {
+		p.Reset = views.Action{Show: true}
+	}
 	voters := 0
 	for _, m := range ms {
 		if m.IsVoter {
@@ -303,7 +306,7 @@ func operationRow(op store.Operation, subject string) views.OperationRow {
 
 // OperationPage shows one operation's steps and progress.
 func (h *Handlers) OperationPage(w http.ResponseWriter, r *http.Request) {
-	op, err := h.Store.Operation(r.Context(), chi.URLParam(r, "id"))
+	op, err := h.Node.Operation(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		h.renderError(w, r, err)
 		return
@@ -520,7 +523,7 @@ type operationJSON struct {
 
 // APIOperation is GET /api/v1/operations/{id}.
 func (h *Handlers) APIOperation(w http.ResponseWriter, r *http.Request) {
-	op, err := h.Store.Operation(r.Context(), chi.URLParam(r, "id"))
+	op, err := h.Node.Operation(r.Context(), chi.URLParam(r, "id"))
 	if errors.Is(err, store.ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, apiError{Message: "no operation with this id", Field: "id"})
 		return

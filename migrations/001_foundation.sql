@@ -114,6 +114,17 @@ create table sessions (
 create index sessions_expires on sessions (expires_at);
 create index sessions_user on sessions (user_id);
 
+-- local: sessions started while this appliance had no consensus (nothing
+-- can be written to the cluster then, but an administrator must still be
+-- able to sign in, e.g. to Reset Cluster). Valid on this appliance only.
+create table local_sessions (
+    id_hash      bytea primary key,
+    user_id      text not null default '',
+    data         bytea not null,
+    created_at   timestamptz not null,
+    expires_at   timestamptz not null
+);
+
 -- local: when this appliance last saw each session (idle timeout). Kept per
 -- member so a page view is never a cluster-wide write.
 create table session_activity (

@@ -24,8 +24,11 @@ type SessionRow struct {
 func (s *Store) SessionByHash(ctx context.Context, idHash []byte, now time.Time) (SessionRow, error) {
 	var r SessionRow
 	err := s.pool.QueryRow(ctx, `select s.id_hash, s.user_id, s.data, s.created_at, greatest(s.created_at, a.last_seen_at), s.expires_at
-		from sessions s left join session_activity a on a.id_hash = s.id_hash
-		where s.id_hash = $1 and s.expires_at > $2`, idHash, now).
+		from (select id_hash, user_id, data, created_at, expires_at from sessions where id_hash = $1
+		      union all
+		      select id_hash, user_id, data, created_at, expires_at from local_sessions where id_hash = $1) s
+		left join session_activity a on a.id_hash = s.id_hash
+		where s.expires_at > $2 limit 1`, idHash, now).
 		Scan(&r.IDHash, &r.UserID, &r.Data, &r.CreatedAt, &r.LastSeenAt, &r.ExpiresAt)
 	if err != nil {
 		return r, fmt.Errorf("session: %w", notFound(err))
@@ -52,6 +55,36 @@ func (t *Tx) DeleteSession(ctx context.Context, idHash []byte) error {
 	return nil
 }
 
+// PutLocalSession creates or updates a session valid on this appliance
+// only (see local_sessions).
+func (s *Store) PutLocalSession(ctx context.Context, r SessionRow) error {
+	_, err := s.pool.Exec(ctx, `insert into local_sessions (id_hash, user_id, data, created_at, expires_at) values ($1, $2, $3, $4, $5)
+		on conflict (id_hash) do update set user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at`,
+		r.IDHash, r.UserID, r.Data, r.CreatedAt, r.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("save local session: %w", err)
+	}
+	return nil
+}
+
+// IsLocalSession tells whether a session is one of this appliance's own.
+func (s *Store) IsLocalSession(ctx context.Context, idHash []byte) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `select exists (select 1 from local_sessions where id_hash = $1)`, idHash).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up local session: %w", err)
+	}
+	return ok, nil
+}
+
+// DeleteLocalSession removes a session of this appliance's own.
+func (s *Store) DeleteLocalSession(ctx context.Context, idHash []byte) error {
+	if _, err := s.pool.Exec(ctx, `delete from local_sessions where id_hash = $1`, idHash); err != nil {
+		return fmt.Errorf("delete local session: %w", err)
+	}
+	return nil
+}
+
 // DeleteSessionsExpiredBefore removes sessions past their absolute end
 // (applied through raft, with the time the primary chose).
 func (t *Tx) DeleteSessionsExpiredBefore(ctx context.Context, before time.Time) error {
@@ -74,7 +107,11 @@ func (s *Store) TouchSession(ctx context.Context, idHash []byte, at time.Time) e
 // DeleteExpired removes this appliance's local leftovers: activity of
 // sessions that are gone, and stale OIDC logins.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time) error {
-	if _, err := s.pool.Exec(ctx, `delete from session_activity a where not exists (select 1 from sessions s where s.id_hash = a.id_hash)`); err != nil {
+	if _, err := s.pool.Exec(ctx, `delete from local_sessions where expires_at <= $1`, now); err != nil {
+		return fmt.Errorf("delete expired local sessions: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `delete from session_activity a where not exists (select 1 from sessions s where s.id_hash = a.id_hash)
+		and not exists (select 1 from local_sessions l where l.id_hash = a.id_hash)`); err != nil {
 		return fmt.Errorf("delete stale session activity: %w", err)
 	}
 	if _, err := s.pool.Exec(ctx, `delete from oidc_logins where created_at <= $1`, now.Add(-15*time.Minute)); err != nil {

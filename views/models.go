@@ -70,6 +70,9 @@ type ClusterPage struct {
 	Mode *ModeBanner
 	// AddReplica is the Add Replica button, for administrators.
 	AddReplica Action
+	// Reset is the Reset Cluster button, shown to administrators on a
+	// member that lost consensus.
+	Reset Action
 }
 
 // ModeBanner explains on the cluster view why this appliance is not an
@@ -370,4 +373,27 @@ type UnlockPage struct {
 	Phrase    string
 	Refused   string
 	FormError string
+}
+
+// ResetPage confirms Reset Cluster on a member without consensus.
+type ResetPage struct {
+	Page
+	Phrase    string
+	Refused   string
+	FormError string
+	// Field names the form field FormError is about.
+	Field     string
+	Members   []ResetMember
+	PrimaryID string
+	// PrimaryName is what was typed as the new primary's name.
+	PrimaryName string
+}
+
+// ResetMember is a member offered to keep or leave out.
+type ResetMember struct {
+	ID, Name, Address       string
+	StateLabel, StateTone   string
+	Reason                  string // why it cannot be kept (unreachable), if so
+	Keep, IsPrimary, IsSelf bool
+	Reachable               bool
 }

@@ -373,9 +373,11 @@ func (b *browser) watchConsole() {
 			if m.Type != chromedp.ConsoleError && m.Type != chromedp.ConsoleException {
 				continue
 			}
-			// The failed sign-in (401) and the refused form (422) answer
-			// with these statuses on purpose.
-			if m.Source == "network" && (strings.Contains(m.Text, "status of 401") || strings.Contains(m.Text, "status of 422")) {
+			// The failed sign-in (401), the refused form (422) and the
+			// member refilled after Reset Cluster (503, reloading by
+			// itself) answer with these statuses on purpose.
+			if m.Source == "network" && (strings.Contains(m.Text, "status of 401") || strings.Contains(m.Text, "status of 422") ||
+				strings.Contains(m.Text, "status of 503")) {
 				continue
 			}
 			b.mu.Lock()

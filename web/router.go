@@ -105,6 +105,8 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.Post("/api/v1/cluster/activate", h.APIActivate)
 				r.Get("/cluster/members/{id}/failover", h.FailoverPage)
 				r.Post("/cluster/members/{id}/failover", h.FailoverStart)
+				r.Get("/cluster/reset", h.ResetPage)
+				r.Post("/cluster/reset", h.ResetStart)
 				r.Get("/cluster/unlock", h.UnlockPage)
 				r.Post("/cluster/unlock", h.UnlockStart)
 				r.Post("/api/v1/cluster/members/{id}/promote", h.APIFailover)

@@ -501,6 +501,12 @@ func routeCases() []routeCase {
 			req: func(f *routeFixture, _ routeWho) secRequest {
 				return secRequest{path: "/cluster/members/" + f.app.Node.ID() + "/failover", form: url.Values{"confirm": {handlers.PhraseFailover}}}
 			}},
+		{method: "GET", route: "/cluster/reset", req: routePath("/cluster/reset"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/cluster/reset", want: forAdmins(http.StatusConflict),
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/cluster/reset", form: url.Values{"keep": {f.app.Node.ID()}, "primary": {f.app.Node.ID()},
+					"primaryName": {f.app.Node.Name()}, "confirm": {handlers.PhraseReset}}}
+			}},
 		{method: "GET", route: "/cluster/unlock", req: routePath("/cluster/unlock"), want: forAdmins(http.StatusOK)},
 		{method: "POST", route: "/cluster/unlock", want: forAdmins(http.StatusConflict),
 			req: func(*routeFixture, routeWho) secRequest {

@@ -167,4 +167,3 @@ func waitUsers(t *testing.T, app *testapp.App, names ...string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-

@@ -733,7 +733,11 @@ func (e *enrollment) rollback(ctx context.Context, failure error) {
 // never was promoted and does not answer) is removed, so that the cluster
 // is as before and the replica can be added again. It returns a sentence
 // for the operation's result.
-func (n *Node) settleEnrollment(ctx context.Context, op store.Operation) string {
+func (n *Node) settleEnrollment(ctx context.Context, op store.Operation) Settlement {
+	return Settlement{Message: n.undoEnrollment(ctx, op)}
+}
+
+func (n *Node) undoEnrollment(ctx context.Context, op store.Operation) string {
 	var memberID, name, addr string
 	evs, err := n.store.Events(ctx, store.EventFilter{Type: "ClusterReplicaEnrollmentStarted", Limit: 1000})
 	if err != nil {

@@ -125,7 +125,7 @@ func (n *Node) Failover(ctx context.Context, actor, memberID string) (string, er
 		},
 	}
 	spec := OperationSpec{Kind: "Failover", StartEvent: "ClusterFailoverStarted", EndEvent: "ClusterFailoverCompleted",
-		Details: map[string]string{"from": n.cfg.Name, "to": target.Name}}
+		Details: map[string]string{"from": n.cfg.Name, "to": target.Name, "toId": memberID}}
 	for i, name := range FailoverSteps {
 		spec.Steps = append(spec.Steps, StepSpec{Name: name, Run: steps[i]})
 	}

@@ -45,14 +45,33 @@ type Runner struct {
 	// is, neither undone nor ended, for the next primary to settle, as
 	// after a crash.
 	stopping atomic.Bool
-	// settlers undo, per kind, what an operation whose primary stopped
-	// mid-way left behind; they return a sentence for its result.
-	settlers map[string]func(ctx context.Context, op store.Operation) string
+	// settlers decide, per kind, what becomes of an operation whose
+	// primary stopped mid-way: resumed where that is safe, ended when its
+	// outcome is known, otherwise undone or left ResultUnknown.
+	settlers map[string]func(ctx context.Context, op store.Operation) Settlement
+}
+
+// Settlement is what a settler decided for an operation left unfinished.
+type Settlement struct {
+	// State is the operation's end: OpSucceeded or OpFailed when the
+	// outcome is known; empty for OpResultUnknown.
+	State   string
+	Message string
+	// Resume, when set, runs the operation's steps again from the first
+	// one that did not succeed, on this member.
+	Resume *OperationSpec
+	// Defer leaves the operation to the next primary (this member hands
+	// over first, e.g. because it is the one being removed).
+	Defer bool
 }
 
 func newRunner(n *Node) *Runner {
 	return &Runner{n: n, running: map[string]context.CancelFunc{},
-		settlers: map[string]func(context.Context, store.Operation) string{"Enroll": n.settleEnrollment}}
+		settlers: map[string]func(context.Context, store.Operation) Settlement{
+			"Enroll":   n.settleEnrollment,
+			"Remove":   n.settleUnjoin,
+			"Failover": n.settleFailover,
+		}}
 }
 
 // Start takes the cluster lock for a new operation and runs it in the
@@ -89,15 +108,57 @@ func (r *Runner) Start(ctx context.Context, actor string, spec OperationSpec) (s
 			r.mu.Unlock()
 			cancel()
 		}()
-		r.run(runCtx, opID, actor, spec)
+		r.run(runCtx, opID, actor, spec, 0)
 	}()
 	return opID, nil
 }
 
-func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec) {
+// resume runs an operation another primary started, from its first step
+// that did not succeed.
+func (r *Runner) resume(ctx context.Context, op store.Operation, spec OperationSpec) {
+	from := 0
+	for from < len(op.Steps) && op.Steps[from].State == StepSucceeded {
+		from++
+	}
+	if from >= len(spec.Steps) {
+		from = len(spec.Steps) - 1
+	}
+	r.n.log.Info("resuming an operation the previous primary left unfinished", "operation", op.ID, "kind", op.Kind, "from", spec.Steps[from].Name)
+	err := r.n.RecordEvent(ctx, "system", EventSpec{Type: "OperationResumed", OperationID: op.ID,
+		Details: map[string]string{"kind": op.Kind, "by": r.n.cfg.Name, "step": spec.Steps[from].Name, "startedBy": r.n.memberName(ctx, op.OwnerID)}})
+	if err != nil {
+		r.n.log.Warn("record the resumption", "operation", op.ID, "err", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	if _, dup := r.running[op.ID]; dup {
+		r.mu.Unlock()
+		cancel()
+		return
+	}
+	r.running[op.ID] = cancel
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.running, op.ID)
+			r.mu.Unlock()
+			cancel()
+		}()
+		r.run(runCtx, op.ID, op.Actor, spec, from)
+	}()
+}
+
+// run runs spec's steps from the step at index from.
+func (r *Runner) run(ctx context.Context, opID, actor string, spec OperationSpec, from int) {
 	log := r.n.log.With("operation", opID, "kind", spec.Kind)
 	result, errText := OpSucceeded, ""
 	for i, s := range spec.Steps {
+		if i < from {
+			continue
+		}
 		if r.stopping.Load() {
 			log.Info("operation left for the next primary: this member shuts down", "before", s.Name)
 			return
@@ -176,20 +237,54 @@ func (r *Runner) settleOrphans(ctx context.Context) {
 			if op.Kind == "Remove" {
 				state, msg = OpSucceeded, "this appliance left the cluster and stands alone"
 			}
-		}
-		if settle := r.settlers[op.Kind]; settle != nil {
-			msg += settle(ctx, op)
+		} else if settle := r.settlers[op.Kind]; settle != nil {
+			s := settle(ctx, op)
+			switch {
+			case s.Defer:
+				continue
+			case s.Resume != nil:
+				r.resume(ctx, op, *s.Resume)
+				continue
+			case s.State != "":
+				state, msg = s.State, s.Message
+				r.closeSteps(ctx, op, state, msg)
+			default:
+				msg += s.Message
+			}
 		}
 		var ev *EventSpec
 		errText := msg
-		if state == OpResultUnknown {
+		switch state {
+		case OpResultUnknown:
 			ev = &EventSpec{Type: "OperationResultUnknown", OperationID: op.ID, Details: map[string]string{"kind": op.Kind}}
-		} else {
+		case OpSucceeded:
 			errText = ""
 		}
 		err := r.n.ProposeData(ctx, CmdFinishOperation, "system", FinishOperation{OperationID: op.ID, State: state, Error: errText}, ev)
 		if err != nil {
 			r.n.log.Error("settle unfinished operation", "operation", op.ID, "err", err)
+		}
+	}
+}
+
+// closeSteps ends the steps an operation settled with a known outcome left
+// open: done when it succeeded, not run when it failed.
+func (r *Runner) closeSteps(ctx context.Context, op store.Operation, state, msg string) {
+	now := time.Now().UTC()
+	for i, s := range op.Steps {
+		if s.EndedAt != nil || s.State == StepSkipped {
+			continue
+		}
+		step := s
+		step.EndedAt = &now
+		if state == OpSucceeded {
+			step.State, step.Percent, step.Message = StepSucceeded, 100, msg
+		} else {
+			step.State, step.Message = StepSkipped, "not run: "+msg
+		}
+		if err := r.n.ProposeData(ctx, CmdUpdateStep, "system", UpdateStep{OperationID: op.ID, Index: i, Step: step}, nil); err != nil {
+			r.n.log.Warn("close the steps of a settled operation", "operation", op.ID, "err", err)
+			return
 		}
 	}
 }

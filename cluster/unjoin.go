@@ -26,17 +26,9 @@ func (n *Node) CheckUnjoin(ctx context.Context, memberID string) (MemberStatus, 
 		return MemberStatus{}, err
 	}
 	var target *MemberStatus
-	voters, online := 0, 0
 	for i, m := range ms {
 		if m.ID == memberID {
 			target = &ms[i]
-			continue
-		}
-		if m.IsVoter {
-			voters++
-			if m.State == StateOnline || m.State == StateReplicaWithQuorum {
-				online++
-			}
 		}
 	}
 	if target == nil {
@@ -45,9 +37,8 @@ func (n *Node) CheckUnjoin(ctx context.Context, memberID string) (MemberStatus, 
 	if target.Role == "Primary" {
 		return *target, fmt.Errorf("%s is the primary and cannot be unjoined: fail over to another member first", target.Name)
 	}
-	majority := voters/2 + 1
-	if online < majority {
-		return *target, fmt.Errorf("after this Unjoin %d of the %d remaining voting members would be online and %d are needed for consensus", online, voters, majority)
+	if err := consensusWithout(ms, memberID); err != nil {
+		return *target, err
 	}
 	if lock, err := n.store.Lock(ctx); err == nil {
 		return *target, fmt.Errorf("another operation is in progress: %s, started by %s at %s; wait for it to end", lock.Kind, lock.Actor, lock.Since.UTC().Format("15:04:05 MST"))
@@ -66,6 +57,13 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 	if err != nil {
 		return "", err
 	}
+	return n.runner.Start(ctx, actor, n.unjoinSpec(target))
+}
+
+// unjoinSpec is the operation that removes target; a primary elected
+// while it ran resumes it with the same steps.
+func (n *Node) unjoinSpec(target MemberStatus) OperationSpec {
+	memberID := target.ID
 	addr := target.Address
 	// The leaving member stays reachable over mutual TLS while it is told
 	// to stand alone, although raft no longer lists it. The allowance ends
@@ -77,16 +75,22 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 			unpendOnce.Do(unpend)
 		}
 	}
+	allow := func() {
+		if unpend == nil {
+			unpend = n.pending.add(memberID)
+		}
+	}
 	steps := []StepFunc{
 		func(ctx context.Context, p *Progress) error {
 			_, err := n.CheckUnjoinRunning(ctx, memberID)
 			return err
 		},
 		bounded(enrollCallTimeout, func(ctx context.Context, p *Progress) error {
-			unpend = n.pending.add(memberID)
+			allow()
 			return n.peers.Leave(ctx, addr)
 		}),
 		bounded(enrollCallTimeout, func(ctx context.Context, p *Progress) error {
+			allow()
 			if err := n.r().RemoveServer(raft.ServerID(memberID), 0, enrollCallTimeout).Error(); err != nil {
 				return fmt.Errorf("remove from raft: %w", err)
 			}
@@ -95,6 +99,7 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 		func(ctx context.Context, p *Progress) error {
 			// The replica notices its removal by itself; tell it too, in
 			// case it missed the last configuration.
+			allow()
 			defer release()
 			tctx, cancel := context.WithTimeout(ctx, enrollCallTimeout)
 			if err := doJSON(tctx, n.peers.http, http.MethodPost, "https://"+addr+"/node/v1/standalone", "", nil, "", nil); err != nil {
@@ -120,12 +125,12 @@ func (n *Node) Unjoin(ctx context.Context, actor, memberID string) (string, erro
 		},
 	}
 	spec := OperationSpec{Kind: "Remove", StartEvent: "ClusterReplicaRemovalStarted", EndEvent: "ClusterReplicaRemovalCompleted",
-		Details:   map[string]string{"replica": target.Name, "address": addr},
+		Details:   map[string]string{"replica": target.Name, "address": addr, "memberId": memberID},
 		OnFailure: func(context.Context, error) { release() }}
 	for i, name := range UnjoinSteps {
 		spec.Steps = append(spec.Steps, StepSpec{Name: name, Run: steps[i]})
 	}
-	return n.runner.Start(ctx, actor, spec)
+	return spec
 }
 
 // CheckUnjoinRunning re-checks an Unjoin from inside its operation (the
@@ -243,4 +248,23 @@ func (n *Node) Activate(ctx context.Context, actor string) error {
 		return err
 	}
 	return n.RecordEvent(ctx, actor, EventSpec{Type: "ActivatePrimaryAppliance", Details: map[string]string{"member": n.cfg.Name}})
+}
+
+// consensusWithout refuses a removal after which too few of the remaining
+// voting members would be online for consensus.
+func consensusWithout(ms []MemberStatus, memberID string) error {
+	voters, online := 0, 0
+	for _, m := range ms {
+		if m.ID == memberID || !m.IsVoter {
+			continue
+		}
+		voters++
+		if m.State == StateOnline || m.State == StateReplicaWithQuorum {
+			online++
+		}
+	}
+	if majority := voters/2 + 1; online < majority {
+		return fmt.Errorf("after this Unjoin %d of the %d remaining voting members would be online and %d are needed for consensus", online, voters, majority)
+	}
+	return nil
 }

@@ -243,3 +243,18 @@ func (n *Node) memberName(ctx context.Context, id string) string {
 	}
 	return "member " + id
 }
+
+// LeaderTerm is the raft term in which this member is the leader now, if it
+// is. The state is read on both sides of the term, so a term is never
+// reported for a leadership this member did not hold.
+func (n *Node) LeaderTerm() (uint64, bool) {
+	r := n.r()
+	if r.State() != raft.Leader {
+		return 0, false
+	}
+	term := r.CurrentTerm()
+	if r.State() != raft.Leader {
+		return 0, false
+	}
+	return term, true
+}

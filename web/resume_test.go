@@ -74,3 +74,22 @@ func waitStep(t *testing.T, app *testapp.App, token, id string, i int, want stri
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A frozen primary (every link to and from it drops everything, as when
+// its process is paused) is replaced; when it thaws it is a replica and
+// has what was written meanwhile.
+func TestFrozenPrimaryIsReplaced(t *testing.T) {
+	net := testnet.New()
+	alpha := testapp.Start(t, named("alpha"), testapp.WithNetwork(net, "alpha"))
+	beta := testapp.Start(t, named("beta"), testapp.WithNetwork(net, "beta"))
+	gamma := testapp.Start(t, named("gamma"), testapp.WithNetwork(net, "gamma"))
+	addReplica(t, alpha, beta)
+	addReplica(t, alpha, gamma)
+	net.Freeze("alpha")
+	next := waitNewPrimary(t, beta, gamma)
+	next.CreateUser(t, "while-frozen", "while-frozen-pw", "Helpdesk")
+	net.Thaw("alpha")
+	waitState(t, alpha, "ReplicaWithQuorum")
+	waitUsers(t, alpha, "while-frozen")
+	waitSameData(t, next, alpha)
+}

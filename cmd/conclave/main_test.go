@@ -581,3 +581,70 @@ func serveProcess(t *testing.T, dataDir string) int {
 	t.Fatalf("no 'conclave serve --data-dir %s' runs", dataDir)
 	return 0
 }
+
+// The primary's process is paused (SIGSTOP), as a hung machine would be:
+// the two others elect a new primary and take writes; when the process
+// goes on (SIGCONT) it finds itself a replica, catches up, and has every
+// write made meanwhile.
+func TestDemoPausedPrimaryRejoinsAsReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three appliances")
+	}
+	t.Parallel()
+	bin := buildBinary(t)
+	dir := dataDir(t)
+	base := freeBasePort(t, 3)
+	demo := start(t, bin, []string{"demo", "--members", "3", "--base-port", strconv.Itoa(base), "--data-dir", dir, "--formed"}, "CONCLAVE_ADMIN_PASSWORD="+demoPassword)
+	url := func(i int) string { return fmt.Sprintf("https://127.0.0.1:%d", base+i) }
+	tok := token(t, url(0), demoPassword)
+	doJSON(t, http.MethodPost, url(0)+"/api/v1/users", tok, map[string]string{"username": "before-pause", "password": "before-pause-password", "role": "Helpdesk"}, http.StatusCreated, nil)
+
+	pid := serveProcess(t, filepath.Join(dir, "conclave-1"))
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	continued := false
+	resume := func() {
+		if !continued {
+			continued = true
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(resume) // never leave a stopped process behind
+
+	// One of the two others becomes the primary and takes writes.
+	newPrimary := ""
+	deadline := time.Now().Add(time.Minute)
+	for newPrimary == "" {
+		for _, i := range []int{1, 2} {
+			if m := members(t, url(i), tok)[fmt.Sprintf("conclave-%d", i+1)]; m.Role == "Primary" && m.State == "Online" {
+				newPrimary = url(i)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new primary within a minute of pausing the primary")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	doJSON(t, http.MethodPost, newPrimary+"/api/v1/users", tok, map[string]string{"username": "during-pause", "password": "during-pause-password", "role": "Helpdesk"}, http.StatusCreated, nil)
+
+	resume()
+	deadline = time.Now().Add(time.Minute)
+	for {
+		me := members(t, url(0), tok)["conclave-1"]
+		if me.Role == "Replica" && me.State == "ReplicaWithQuorum" && usernames(t, url(0), tok)["during-pause"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after it went on, the old primary is %s %s and has the write made meanwhile: %v", me.Role, me.State, usernames(t, url(0), tok)["during-pause"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !usernames(t, newPrimary, tok)["before-pause"] {
+		t.Fatal("the write committed before the pause is missing on the new primary")
+	}
+	demo.stop(t, syscall.SIGTERM)
+	noPostgresLeft(t, dir)
+}

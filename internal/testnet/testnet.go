@@ -13,6 +13,8 @@
 //     the delay first, so a request and its answer take about twice the
 //     delay longer. A change applies to open connections at once.
 //   - Restore: undoes Cut and Drop (the delay stays until set to zero).
+//   - Freeze / Thaw: every link to and from one appliance drops everything,
+//     as if its process were paused.
 //
 // The pair is directed: Cut("alpha", "beta") affects the connections alpha
 // dials to beta, which carry alpha's requests and beta's answers. Raft and
@@ -162,6 +164,40 @@ func (n *Network) Heal(a, b string) {
 	for _, p := range []pair{{a, b}, {b, a}} {
 		n.change(p.from, p.to, func(l *link) { l.cut, l.drop, l.delay = false, false, 0 })
 	}
+}
+
+// Freeze makes the appliance name look paused (as a process stopped with
+// SIGSTOP is, to the others): every link to and from it drops everything,
+// open connections stay open and hang. Thaw undoes it; what was written
+// meanwhile then arrives late.
+func (n *Network) Freeze(name string) {
+	for _, other := range n.others(name) {
+		n.Drop(name, other)
+		n.Drop(other, name)
+	}
+}
+
+// Thaw undoes Freeze (and any Cut or Drop of the appliance's links).
+func (n *Network) Thaw(name string) {
+	for _, other := range n.others(name) {
+		n.Restore(name, other)
+		n.Restore(other, name)
+	}
+}
+
+// others are the names of the registered appliances other than name.
+func (n *Network) others(name string) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	seen := map[string]bool{name: true}
+	for _, other := range n.names {
+		if !seen[other] {
+			seen[other] = true
+			out = append(out, other)
+		}
+	}
+	return out
 }
 
 // Conns is the number of open connections from → to.

@@ -109,7 +109,7 @@ func (n *Node) Failover(ctx context.Context, actor, memberID string) (string, er
 			for {
 				_, id := n.r().LeaderWithID()
 				if string(id) == memberID {
-					err := n.RecordEvent(ctx, actor, EventSpec{Type: "ClusterPrimaryChanged", Details: map[string]string{"primary": target.Name, "reason": "failover"}})
+					err := n.RecordEvent(ctx, actor, EventSpec{Type: "ClusterPrimaryChanged", Details: map[string]string{"primary": target.Name, "reason": "failover", "previous": n.cfg.Name}})
 					if err == nil {
 						p.Report(ctx, 100, target.Name+" is the primary and accepts writes")
 						return nil

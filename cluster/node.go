@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -541,7 +542,33 @@ func (n *Node) onLeader() {
 		n.log.Error("member certificate", "err", err)
 	}
 	n.readyOnce.Do(func() { close(n.ready) })
+	n.recordElection(ctx)
 	n.runner.settleOrphans(ctx)
+}
+
+// recordElection records that this member became the primary by election
+// (its predecessor stopped answering or lost its majority), so that every
+// console can say who the primary is and since when. A planned Failover
+// records its own change.
+func (n *Node) recordElection(ctx context.Context) {
+	if lock, err := n.store.Lock(ctx); err == nil && lock.Kind == "Failover" {
+		return
+	}
+	previous := ""
+	if evs, err := n.store.Events(ctx, store.EventFilter{Type: "ClusterPrimaryChanged", Limit: 1}); err == nil && len(evs) > 0 {
+		previous = evs[0].Details["primary"]
+	} else if evs, err := n.store.Events(ctx, store.EventFilter{Type: "ClusterCreated", Limit: 1}); err == nil && len(evs) > 0 {
+		previous = evs[0].Details["member"]
+	}
+	if previous == "" || previous == n.cfg.Name {
+		return
+	}
+	term, _ := n.LeaderTerm()
+	err := n.RecordEvent(ctx, "system", EventSpec{Type: "ClusterPrimaryChanged", Details: map[string]string{
+		"primary": n.cfg.Name, "previous": previous, "reason": "election", "term": strconv.FormatUint(term, 10)}})
+	if err != nil {
+		n.log.Warn("record the election", "err", err)
+	}
 }
 
 func (n *Node) refreshSelf(ctx context.Context, me MemberData) error {

@@ -38,6 +38,9 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	p.Mode = modeBanner(mode, h.Node.Name(), isAdmin)
 	p.AddReplica = h.addReplicaAction(ms, mode, isAdmin, p.Banner)
+	if evs, err := h.Store.Events(ctx, store.EventFilter{Type: "ClusterPrimaryChanged", Limit: 1}); err == nil && len(evs) > 0 && isPrimary(ms, evs[0].Details["primary"]) {
+		p.PrimaryChange, p.PrimarySince = primaryChange(evs[0]), evs[0].At
+	}
 	if st := h.Node.SelfState(); isAdmin && (st == cluster.StateReplicaNoQuorum || st == cluster.StatePrimaryNoQuorum) {
 		p.Reset = views.Action{Show: true}
 	}
@@ -533,4 +536,26 @@ func (h *Handlers) APIOperation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, operationJSON{ID: op.ID, Kind: op.Kind, State: op.State, OwnerID: op.OwnerID, Actor: op.Actor, StartedAt: op.StartedAt, EndedAt: op.EndedAt, Steps: op.Steps, Error: op.Error})
+}
+
+// primaryChange says how the primary named in a ClusterPrimaryChanged event
+// became the primary.
+func primaryChange(ev store.Event) string {
+	d := ev.Details
+	switch d["reason"] {
+	case "failover":
+		return fmt.Sprintf("%s became the primary by Failover from %s (by %s) at", d["primary"], d["previous"], ev.Actor)
+	case "election":
+		return fmt.Sprintf("%s was elected primary when %s stopped answering or lost its majority, at", d["primary"], d["previous"])
+	}
+	return d["primary"] + " became the primary at"
+}
+
+func isPrimary(ms []cluster.MemberStatus, name string) bool {
+	for _, m := range ms {
+		if m.Role == "Primary" && m.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -73,6 +73,9 @@ type ClusterPage struct {
 	// Reset is the Reset Cluster button, shown to administrators on a
 	// member that lost consensus.
 	Reset Action
+	// PrimaryChange says when the primary last changed and why.
+	PrimaryChange string
+	PrimarySince  time.Time
 }
 
 // ModeBanner explains on the cluster view why this appliance is not an

@@ -59,6 +59,11 @@ func TestPlannedFailover(t *testing.T) {
 	if len(evs) != 1 {
 		t.Fatalf("ClusterFailoverCompleted events: %+v", evs)
 	}
+	// The change of primary is recorded once, as a failover (the new
+	// primary does not record an election of its own).
+	if changes := eventsOfType(t, beta, btok, "ClusterPrimaryChanged"); len(changes) != 1 || changes[0].Details["reason"] != "failover" || changes[0].Details["previous"] != "alpha" {
+		t.Fatalf("ClusterPrimaryChanged after a failover: %+v", changes)
+	}
 }
 
 func TestUnlockCluster(t *testing.T) {

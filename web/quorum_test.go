@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,6 +133,23 @@ func TestPrimaryKilledReplicasElectANewOne(t *testing.T) {
 		}
 	}
 	newPrimary.CreateUser(t, "after-kill", "after-kill-password", "Helpdesk")
+
+	// Every surviving console says who the new primary is, since when and
+	// why; the event log has it once.
+	changes := eventsOfType(t, newPrimary, tok, "ClusterPrimaryChanged")
+	if len(changes) != 1 || changes[0].Details["primary"] != newPrimary.Cfg.Name || changes[0].Details["previous"] != "alpha" || changes[0].Details["reason"] != "election" {
+		t.Fatalf("ClusterPrimaryChanged after the kill: %+v", changes)
+	}
+	for _, app := range []*testapp.App{beta, gamma} {
+		c := app.Client()
+		if resp, _ := secLogin(t, app, c, "admin", testapp.AdminPassword); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("sign in on %s: %d", app.Cfg.Name, resp.StatusCode)
+		}
+		resp, page := secSend(t, app, c, secRequest{method: "GET", path: "/"})
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="primary-change"`) || !strings.Contains(page, newPrimary.Cfg.Name+" was elected primary when alpha stopped answering") {
+			t.Fatalf("%s's cluster view does not say who the new primary is and since when (status %d)", app.Cfg.Name, resp.StatusCode)
+		}
+	}
 
 	alpha = alpha.Restart(t)
 	waitState(t, alpha, "ReplicaWithQuorum")

@@ -149,6 +149,7 @@ type Node struct {
 	// refillFrom names the new primary while Reset Cluster has emptied
 	// this member and it waits for the primary's data.
 	refillFrom atomic.Value
+	clusterID  atomic.Pointer[cachedClusterID]
 }
 
 // ErrNotLeader is returned for a proposal when no primary can be reached.

@@ -258,3 +258,24 @@ func (n *Node) LeaderTerm() (uint64, bool) {
 	}
 	return term, true
 }
+
+// ClusterID is the ID of the cluster this member belongs to, or "" before
+// it has one. Every request names its session cookie after it, so it is
+// read again only when this member has applied something since.
+func (n *Node) ClusterID(ctx context.Context) string {
+	applied := n.applied.Load()
+	if c := n.clusterID.Load(); c != nil && c.applied == applied {
+		return c.id
+	}
+	id := ""
+	if c, err := n.store.Cluster(ctx); err == nil {
+		id = c.ID
+	}
+	n.clusterID.Store(&cachedClusterID{id: id, applied: applied})
+	return id
+}
+
+type cachedClusterID struct {
+	id      string
+	applied uint64
+}

@@ -54,7 +54,7 @@ func (h *Handlers) Authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 			return
 		}
-		sess, err := h.Sessions.Get(r, session.CookieName)
+		sess, err := h.Sessions.Get(r, h.cookieName(r))
 		if err == nil && !sess.IsNew {
 			if uid, _ := sess.Values["uid"].(string); uid != "" {
 				p, err := h.Auth.User(r.Context(), uid)
@@ -103,7 +103,7 @@ func (h *Handlers) RequireUser(next http.Handler) http.Handler {
 		if r.Method == http.MethodGet && r.URL.Path != "/" {
 			target += "?return=" + url.QueryEscape(r.URL.RequestURI())
 		}
-		if _, err := h.Sessions.Get(r, session.CookieName); errors.Is(err, session.ErrExpired) {
+		if _, err := h.Sessions.Get(r, h.cookieName(r)); errors.Is(err, session.ErrExpired) {
 			if strings.Contains(target, "?") {
 				target += "&expired=1"
 			} else {
@@ -200,7 +200,7 @@ func (h *Handlers) Login(w http.ResponseWriter, r *http.Request) {
 
 // startSession rotates the session ID and binds the session to u.
 func (h *Handlers) startSession(w http.ResponseWriter, r *http.Request, u store.User, method string) error {
-	sess, _ := h.Sessions.Get(r, session.CookieName)
+	sess, _ := h.Sessions.Get(r, h.cookieName(r))
 	if err := h.Sessions.Renew(r, sess); err != nil {
 		return err
 	}
@@ -214,7 +214,7 @@ func (h *Handlers) startSession(w http.ResponseWriter, r *http.Request, u store.
 
 // Logout ends the session on the server, not just in the browser.
 func (h *Handlers) Logout(w http.ResponseWriter, r *http.Request) {
-	sess, _ := h.Sessions.Get(r, session.CookieName)
+	sess, _ := h.Sessions.Get(r, h.cookieName(r))
 	if p, ok := principal(r); ok && !sess.IsNew {
 		// Audited when a session ends, not for a bearer token or a
 		// browser that was signed out already.
@@ -311,4 +311,9 @@ func (h *Handlers) RequireWritable(next http.Handler) http.Handler {
 		}
 		h.renderMessage(w, r, http.StatusConflict, reason)
 	})
+}
+
+// cookieName is the session cookie of this appliance's cluster.
+func (h *Handlers) cookieName(r *http.Request) string {
+	return session.CookieNameFor(h.Node.ClusterID(r.Context()))
 }

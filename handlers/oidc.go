@@ -9,7 +9,7 @@ import (
 	"conclave/auth"
 )
 
-const oidcStateCookie = "__Host-conclave-oidc"
+const oidcStateCookie = "__Host-oidc-login"
 
 // OIDCStart sends the browser to the identity provider.
 func (h *Handlers) OIDCStart(w http.ResponseWriter, r *http.Request) {

@@ -20,9 +20,24 @@ import (
 	"conclave/store"
 )
 
-// CookieName is the session cookie. The __Host- prefix makes the browser
-// insist on Secure, Path=/ and no Domain, so no other site can set it.
+// CookieName is the session cookie of an appliance that belongs to no
+// cluster yet, and the start of every session cookie's name. The __Host-
+// prefix makes the browser insist on Secure, Path=/ and no Domain, so no
+// other site can set it.
 const CookieName = "__Host-conclave"
+
+// CookieNameFor is the session cookie of a cluster's appliances. Browsers
+// keep cookies per host name, not per port: without the cluster in the
+// name, signing in to another appliance on the same host (the demo, or a
+// replica being added) would replace this one's session. Members of one
+// cluster share sessions, so they share the name.
+func CookieNameFor(clusterID string) string {
+	if clusterID == "" {
+		return CookieName
+	}
+	sum := sha256.Sum256([]byte(clusterID))
+	return fmt.Sprintf("%s-%x", CookieName, sum[:4])
+}
 
 // Backend keeps the sessions: reads from this appliance's database, writes
 // through the cluster (see cluster.SessionBackend).

@@ -20,7 +20,7 @@ import (
 // would, so each hop (appliance → provider → appliance) can be checked and
 // tampered with.
 
-const oidcStateCookie = "__Host-conclave-oidc"
+const oidcStateCookie = "__Host-oidc-login"
 
 // startProvider runs an OIDC provider on 127.0.0.1 for this test.
 func startProvider(t *testing.T) *mockoidc.MockOIDC {

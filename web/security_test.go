@@ -45,7 +45,7 @@ func secCheckHeaders(t testing.TB, what string, resp *http.Response) {
 // secSessionCookie is the session cookie a response sets, or nil.
 func secSessionCookie(resp *http.Response) *http.Cookie {
 	for _, c := range resp.Cookies() {
-		if c.Name == session.CookieName {
+		if strings.HasPrefix(c.Name, session.CookieName) {
 			return c
 		}
 	}
@@ -57,7 +57,7 @@ func secJarSession(t testing.TB, app *testapp.App, c *http.Client) string {
 	t.Helper()
 	u, _ := url.Parse(app.URL + "/")
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == session.CookieName {
+		if strings.HasPrefix(ck.Name, session.CookieName) {
 			return ck.Value
 		}
 	}
@@ -69,7 +69,7 @@ func secClientWithSession(t testing.TB, app *testapp.App, id string) *http.Clien
 	t.Helper()
 	c := app.Client()
 	u, _ := url.Parse(app.URL + "/")
-	c.Jar.SetCookies(u, []*http.Cookie{{Name: session.CookieName, Value: id, Path: "/", Secure: true, HttpOnly: true}})
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: session.CookieNameFor(app.Node.ClusterID(t.Context())), Value: id, Path: "/", Secure: true, HttpOnly: true}})
 	return c
 }
 

@@ -3,6 +3,7 @@ package web_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func TestSessionIsValidOnEveryMember(t *testing.T) {
 	u, _ := url.Parse(beta.URL)
 	var cookie *http.Cookie
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == session.CookieName {
+		if strings.HasPrefix(ck.Name, session.CookieName) {
 			cookie = ck
 		}
 	}

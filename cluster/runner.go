@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,9 @@ func newRunner(n *Node) *Runner {
 // Start takes the cluster lock for a new operation and runs it in the
 // background. It fails when the lock is held, naming the holder.
 func (r *Runner) Start(ctx context.Context, actor string, spec OperationSpec) (string, error) {
+	if r.stopping.Load() {
+		return "", errors.New("this appliance is shutting down; start the operation on another member")
+	}
 	opID := uuid.NewString()
 	names := make([]string, len(spec.Steps))
 	for i, s := range spec.Steps {
@@ -288,6 +292,10 @@ func (r *Runner) closeSteps(ctx context.Context, op store.Operation, state, msg 
 		}
 	}
 }
+
+// StopOperations stops this member's runs of operations, leaving them to
+// the next primary, as when the member stops (Shutdown does it too).
+func (n *Node) StopOperations() { n.runner.stop() }
 
 func (r *Runner) stop() {
 	r.stopping.Store(true)

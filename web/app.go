@@ -274,6 +274,11 @@ func (a *Appliance) Shutdown(ctx context.Context) error {
 	if a.sweepDone != nil {
 		<-a.sweepDone
 	}
+	// Operations first: a step that fails because this member stops is
+	// left for the next primary, not ended as failed while requests drain.
+	if a.Node != nil {
+		a.Node.StopOperations()
+	}
 	var errs []error
 	if a.server != nil {
 		if err := a.server.Shutdown(ctx); err != nil {

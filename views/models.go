@@ -146,6 +146,12 @@ type DiagramLink struct {
 	// Replication: a link between the primary and a replica (raft's
 	// replication path), drawn stronger than links between replicas.
 	Replication bool
+	// Measured latency (network.go): the level of the worse direction
+	// (OK, Warning, Bad, Down, Unknown), whether it is stale, and both
+	// directions in words for hover.
+	Level string
+	Stale bool
+	Title string
 }
 
 // OperationRow is one operation in a list.
@@ -284,6 +290,9 @@ type SettingsPage struct {
 	OIDCRoleMapping string
 	RedirectURL     string
 	Roles           []string
+	// Link latency thresholds, in milliseconds, as typed.
+	LinkOKBelowMs      string
+	LinkWarningBelowMs string
 	FormError       string
 	FormField       string
 }

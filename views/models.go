@@ -293,8 +293,8 @@ type SettingsPage struct {
 	// Link latency thresholds, in milliseconds, as typed.
 	LinkOKBelowMs      string
 	LinkWarningBelowMs string
-	FormError       string
-	FormField       string
+	FormError          string
+	FormField          string
 }
 
 // ErrorPage is a page that says what went wrong.

@@ -290,11 +290,12 @@ type SettingsPage struct {
 	OIDCRoleMapping string
 	RedirectURL     string
 	Roles           []string
+	FormError       string
+	FormField       string
+
 	// Link latency thresholds, in milliseconds, as typed.
 	LinkOKBelowMs      string
 	LinkWarningBelowMs string
-	FormError          string
-	FormField          string
 }
 
 // ErrorPage is a page that says what went wrong.

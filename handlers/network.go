@@ -143,9 +143,14 @@ func (h *Handlers) renderNetwork(w http.ResponseWriter, r *http.Request, status 
 		return
 	}
 	if test != nil {
-		p.Test = testView(*test)
+		p.Test = testView(*test, h.linkThresholds(ctx))
 	}
 	p.FormError = formErr
+	if r.Method == http.MethodGet {
+		// Without script the page reloads now and then; with it, app.js
+		// updates the headline and the matrix every second.
+		p.Page.Refresh = 10
+	}
 	render(w, r, status, views.NetworkView(p))
 }
 
@@ -292,7 +297,9 @@ func (h *Handlers) NetworkTest(w http.ResponseWriter, r *http.Request) {
 	h.renderNetwork(w, r, http.StatusOK, rng, &test, "")
 }
 
-func testView(t cluster.LinkTest) *views.LinkTestView {
+// testView shows a Test link; a burst whose probes were all answered is
+// rated by its average round trip with the cluster's thresholds.
+func testView(t cluster.LinkTest, th cluster.LinkThresholds) *views.LinkTestView {
 	v := &views.LinkTestView{At: t.At, Actor: t.Actor}
 	for i, res := range t.Results {
 		if i == 0 {
@@ -306,7 +313,11 @@ func testView(t cluster.LinkTest) *views.LinkTestView {
 		case res.Received < res.Sent:
 			row.Tone, row.Verdict = "warn", "Some probes lost"
 		default:
-			row.Tone, row.Verdict = "ok", "All answered"
+			level := th.Level(cluster.LinkStatus{Known: true, Reachable: true, Probes: res.Sent, CurrentMs: res.AvgMs})
+			row.Tone, row.Verdict = map[string]string{cluster.LinkOK: "ok", cluster.LinkWarning: "warn"}[level], "All answered, "+level
+			if row.Tone == "" {
+				row.Tone = "bad"
+			}
 		}
 		if res.Received > 0 {
 			row.Min, row.Avg, row.Max = formatMs(res.MinMs), formatMs(res.AvgMs), formatMs(res.MaxMs)

@@ -57,7 +57,7 @@ func ClusterView(p ClusterPage) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, " <section class=\"card\" aria-labelledby=\"diagram-heading\"><h2 id=\"diagram-heading\" class=\"sr-only\">Picture of the cluster</h2>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, " <section class=\"card\" id=\"diagram-card\" data-live data-refresh aria-labelledby=\"diagram-heading\"><h2 id=\"diagram-heading\" class=\"sr-only\">Picture of the cluster</h2>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -192,13 +192,55 @@ func historyResolution(rng string) (time.Duration, time.Duration, error) {
 // LinkHistory is the history of the link from → to over rng, from the
 // database of the member at its start (this one, or asked over the node
 // API).
+//
+// Answers are kept for historyCacheFor (the 10-second buckets change no
+// faster), so that pages that update themselves do not ask every second;
+// a member that did not answer its last status request is not asked.
 func (n *Node) LinkHistory(ctx context.Context, from, to, rng string) ([]store.LinkSample, error) {
 	if from == n.ID() {
 		return n.OwnLinkHistory(ctx, to, rng)
 	}
+	key := from + " " + to + " " + rng
+	n.historyMu.Lock()
+	c, ok := n.historyCache[key]
+	n.historyMu.Unlock()
+	if ok && time.Since(c.at) < historyCacheFor {
+		return c.samples, c.err
+	}
+	samples, err := n.askLinkHistory(ctx, from, to, rng)
+	n.historyMu.Lock()
+	if n.historyCache == nil {
+		n.historyCache = map[string]cachedHistory{}
+	}
+	for k, v := range n.historyCache {
+		if time.Since(v.at) >= historyCacheFor {
+			delete(n.historyCache, k)
+		}
+	}
+	n.historyCache[key] = cachedHistory{samples: samples, err: err, at: time.Now()}
+	n.historyMu.Unlock()
+	return samples, err
+}
+
+// historyCacheFor is how long an answer to a history request is kept.
+const historyCacheFor = 10 * time.Second
+
+type cachedHistory struct {
+	samples []store.LinkSample
+	err     error
+	at      time.Time
+}
+
+func (n *Node) askLinkHistory(ctx context.Context, from, to, rng string) ([]store.LinkSample, error) {
 	m, err := n.member(ctx, from, "from")
 	if err != nil {
 		return nil, err
+	}
+	n.statusMu.Lock()
+	st, ok := n.statusCache[from]
+	n.statusMu.Unlock()
+	if ok && st.err != nil && time.Since(st.at) < 2*time.Second {
+		return nil, fmt.Errorf("%s does not answer this appliance: %w", m.Name, st.err)
 	}
 	var out []store.LinkSample
 	q := url.Values{"to": {to}, "range": {rng}}

@@ -139,6 +139,9 @@ type Node struct {
 	lastLeader  atomic.Value // string: the last leader this member knew
 	statusMu    sync.Mutex
 	statusCache map[string]cachedStatus
+	// historyMu guards historyCache: other members' link history (links.go).
+	historyMu    sync.Mutex
+	historyCache map[string]cachedHistory
 	// standaloneMu serialises BecomeStandalone.
 	standaloneMu sync.Mutex
 	enrollKey    atomic.Pointer[[]byte] // the key of the certificate being issued

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -257,7 +258,24 @@ func (n *Node) OwnLinkHistory(ctx context.Context, to, rng string) ([]store.Link
 	if err != nil {
 		return nil, err
 	}
-	return n.store.LinkHistory(ctx, n.ID(), to, res, time.Now().Add(-span))
+	since := time.Now().Add(-span)
+	rows, err := n.store.LinkHistory(ctx, n.ID(), to, res, since)
+	if err != nil {
+		return nil, err
+	}
+	// The buckets not written yet (the open one, and those waiting for the
+	// next write) belong to the picture too.
+	seen := map[time.Time]bool{}
+	for _, r := range rows {
+		seen[r.At] = true
+	}
+	for _, r := range n.prober.unsaved(to, res) {
+		if !seen[r.At] && !r.At.Before(since) {
+			rows = append(rows, r)
+		}
+	}
+	slices.SortFunc(rows, func(a, b store.LinkSample) int { return a.At.Compare(b.At) })
+	return rows, nil
 }
 
 // member finds a member by ID; field names the input for the error.

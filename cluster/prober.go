@@ -90,8 +90,8 @@ func (b *bucket) add(s probeSample) {
 func (b *bucket) row() store.LinkSample {
 	r := store.LinkSample{FromID: b.fromID, ToID: b.toID, Resolution: b.resolution, At: b.start, Probes: b.probes, Lost: b.lost}
 	if ok := b.probes - b.lost; ok > 0 {
-		avg := b.sum / float64(ok)
-		r.MinMs, r.AvgMs, r.MaxMs = &b.min, &avg, &b.max
+		mn, avg, mx := b.min, b.sum/float64(ok), b.max // copies: the bucket may go on
+		r.MinMs, r.AvgMs, r.MaxMs = &mn, &avg, &mx
 		if b.jitterN > 0 {
 			j := b.jitter / float64(b.jitterN)
 			r.JitterMs = &j
@@ -316,6 +316,27 @@ func (p *prober) closeBuckets(l *linkState) {
 		}
 	}
 	l.short, l.long = nil, nil
+}
+
+// unsaved is the history of the link to a member at a resolution that is
+// not in the database yet: buckets waiting to be written, and the open one.
+func (p *prober) unsaved(to string, res time.Duration) []store.LinkSample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []store.LinkSample
+	for _, r := range p.pending {
+		if r.ToID == to && r.Resolution == res {
+			out = append(out, r)
+		}
+	}
+	if l := p.links[to]; l != nil {
+		for _, b := range []*bucket{l.short, l.long} {
+			if b != nil && b.resolution == res {
+				out = append(out, b.row())
+			}
+		}
+	}
+	return out
 }
 
 // flush writes the finished history buckets.

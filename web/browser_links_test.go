@@ -103,5 +103,18 @@ func TestBrowserNetworkPage(t *testing.T) {
 
 	b.do("open the day", chromedp.Navigate(alpha.URL+"/network?range=day"), chromedp.WaitVisible(chromedp.ID("link-matrix")))
 	b.screenshot("links-04-network-day.png")
+
+	// gamma stops: the page (which updates itself) shows the links to it
+	// Down and its own links unknown; so does the cluster view.
+	b.do("open the hour", chromedp.Navigate(alpha.URL+"/network"), chromedp.WaitVisible(chromedp.ID("link-matrix")))
+	gamma.Stop(t)
+	b.do("wait for the links to gamma Down and gamma's own unknown, without a reload",
+		chromedp.WaitVisible(chromedp.CSS(`#link-matrix tr[data-from="alpha"] td[data-to="gamma"][data-level="Down"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#link-matrix tr[data-from="gamma"] td[data-to="alpha"][data-level="Unknown"]`)),
+	)
+	b.screenshot("links-05-network-member-down.png")
+	b.do("open the cluster view", chromedp.Navigate(alpha.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`svg.diagram .link-label.lvl-down`)))
+	b.screenshot("links-06-cluster-member-down.png")
 	b.checkConsole()
 }

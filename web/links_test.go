@@ -158,6 +158,21 @@ func TestLinkLatencyDelayCutAndEvents(t *testing.T) {
 
 	waitLinks(t, alpha, tok, time.Now().Add(30*time.Second), "all six links OK", allLevel(cluster.LinkOK, 6))
 
+	// /metrics: alpha's own links and its probing cost, for a token.
+	resp, body := secSend(t, alpha, nil, secRequest{method: "GET", path: "/metrics", token: tok})
+	for _, want := range []string{`conclave_link_up{from="alpha",to="beta",`, `conclave_link_up{from="alpha",to="gamma",`, `conclave_link_round_trip_seconds{from="alpha",to="gamma",`,
+		`conclave_link_level{from="alpha",to="beta",level="OK"} 1`, `conclave_probe_sent_bytes_total{member="alpha"} `} {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/metrics: status %d, no %q in:\n%s", resp.StatusCode, want, secShort(body))
+		}
+	}
+	if m := regexp.MustCompile(`conclave_probe_received_bytes_total\{member="alpha"\} (\d+)`).FindStringSubmatch(body); m == nil || m[1] == "0" {
+		t.Errorf("/metrics: no probe bytes received counted: %v", m)
+	}
+	if c := alpha.Node.ProbeCounters(); c.Probes == 0 || c.BytesSent == 0 || c.BytesReceived == 0 {
+		t.Errorf("probe counters: %+v", c)
+	}
+
 	// Helpdesk: reads the pages, runs Test link, changes nothing else.
 	alpha.CreateUser(t, "helpdesk", secPassword, cluster.RoleHelpdesk)
 	ids := map[string]string{"alpha": alpha.Node.ID(), "beta": beta.Node.ID(), "gamma": gamma.Node.ID()}
@@ -170,7 +185,7 @@ func TestLinkLatencyDelayCutAndEvents(t *testing.T) {
 			t.Errorf("Helpdesk GET %s: status %d; %s", path, status, secShort(body))
 		}
 	}
-	resp, body := secSend(t, alpha, hd, secRequest{method: "POST", path: "/network/test", form: url.Values{"from": {ids["beta"]}, "to": {ids["gamma"]}}})
+	resp, body = secSend(t, alpha, hd, secRequest{method: "POST", path: "/network/test", form: url.Values{"from": {ids["beta"]}, "to": {ids["gamma"]}}})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="link-test"`) || !strings.Contains(body, `data-direction="beta-&gt;gamma"`) || !strings.Contains(body, `data-direction="gamma-&gt;beta"`) {
 		t.Errorf("Helpdesk Test link in the page: status %d, want the result of both directions; %s", resp.StatusCode, secShort(body))
 	}
@@ -185,6 +200,10 @@ func TestLinkLatencyDelayCutAndEvents(t *testing.T) {
 		if r.Sent != 10 || r.Received != 10 || r.AvgMs <= 0 || r.MinMs > r.AvgMs || r.AvgMs > r.MaxMs {
 			t.Errorf("Test link %s → %s on a healthy link: %+v", r.FromName, r.ToName, r)
 		}
+	}
+	var refused struct{ Error, Field string }
+	if status := alpha.JSON(t, hdTok, http.MethodPost, "/api/v1/cluster/links/test", map[string]string{"from": ids["alpha"], "to": "no-such-member"}, &refused); status != http.StatusUnprocessableEntity || refused.Field != "to" {
+		t.Errorf("Test link to a member that does not exist: status %d, %+v; want 422 naming the field to", status, refused)
 	}
 	resp, body = secSend(t, alpha, hd, secRequest{method: "POST", path: "/settings", form: url.Values{"clusterName": {"Helpdesk was here"}, "oidcRolesClaim": {"groups"}, "linkOkBelowMs": {"1"}}})
 	if resp.StatusCode != http.StatusForbidden {
@@ -315,4 +334,48 @@ func TestNetworkPageSizes(t *testing.T) {
 	addReplica(t, first, apps[3])
 	addReplica(t, first, apps[4])
 	check(5)
+}
+
+// The thresholds are cluster settings: an administrator changes them on
+// the Settings page; values that make no sense are refused naming the
+// field, and nothing is saved.
+func TestLinkThresholdsSetting(t *testing.T) {
+	app := testapp.Start(t)
+	c := app.Client()
+	app.Login(t, c, "admin", testapp.AdminPassword)
+	base := url.Values{"clusterName": {"Conclave"}, "oidcRolesClaim": {"groups"}}
+	for _, tc := range []struct{ ok, warn, field, says string }{
+		{"abc", "50", "linkOkBelowMs", "not a number"},
+		{"0", "50", "linkOkBelowMs", "above 0"},
+		{"20", "15", "linkWarningBelowMs", "above the OK threshold"},
+	} {
+		form := url.Values{"linkOkBelowMs": {tc.ok}, "linkWarningBelowMs": {tc.warn}}
+		for k, v := range base {
+			form[k] = v
+		}
+		resp, body := secSend(t, app, c, secRequest{method: "POST", path: "/settings", form: form})
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="`+tc.field+`-error"`) || !strings.Contains(body, tc.says) {
+			t.Errorf("thresholds %s / %s: status %d, want 422 at %s saying %q; %s", tc.ok, tc.warn, resp.StatusCode, tc.field, tc.says, secShort(body))
+		}
+	}
+	if s, err := cluster.LoadSettings(t.Context(), app.Store); err != nil || s.Links != cluster.DefaultLinkThresholds() {
+		t.Fatalf("after refused forms the thresholds are %+v (%v), want the defaults", s.Links, err)
+	}
+	form := url.Values{"linkOkBelowMs": {"2.5"}, "linkWarningBelowMs": {"20"}}
+	for k, v := range base {
+		form[k] = v
+	}
+	if resp, body := secSend(t, app, c, secRequest{method: "POST", path: "/settings", form: form}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save thresholds: status %d; %s", resp.StatusCode, secShort(body))
+	}
+	if s, _ := cluster.LoadSettings(t.Context(), app.Store); s.Links != (cluster.LinkThresholds{OKBelowMs: 2.5, WarningBelowMs: 20}) {
+		t.Errorf("saved thresholds = %+v, want 2.5 / 20", s.Links)
+	}
+	evs := eventsOfType(t, app, app.AdminToken(t), "SettingsChanged")
+	if len(evs) == 0 || !strings.Contains(evs[0].Details["changed"], "link latency thresholds") {
+		t.Errorf("SettingsChanged events = %+v, want one naming the link latency thresholds", evs)
+	}
+	if _, body := getPage(t, app, c, "/settings"); !strings.Contains(body, `name="linkOkBelowMs" id="linkOkBelowMs" value="2.5"`) {
+		t.Errorf("the Settings page does not show the new thresholds: %s", secShort(body))
+	}
 }

@@ -9,8 +9,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"conclave/cluster"
-	"conclave/internal/testapp"
-	"conclave/internal/testnet"
 )
 
 // TestBrowserNetworkPage looks at link latency as a helpdesk person does
@@ -21,12 +19,7 @@ import (
 // of each are kept in the test's artifact directory.
 func TestBrowserNetworkPage(t *testing.T) {
 	allocCtx := newChromium(t, 3*time.Minute)
-	net := testnet.New()
-	alpha := testapp.Start(t, named("alpha"), testapp.WithNetwork(net, "alpha"))
-	beta := testapp.Start(t, named("beta"), testapp.WithNetwork(net, "beta"))
-	gamma := testapp.Start(t, named("gamma"), testapp.WithNetwork(net, "gamma"))
-	addReplica(t, alpha, beta)
-	addReplica(t, alpha, gamma)
+	net, alpha, beta, gamma := threeOnNetwork(t)
 	tok := alpha.AdminToken(t)
 	net.Delay("beta", "gamma", 15*time.Millisecond)
 	waitLinks(t, alpha, tok, time.Now().Add(30*time.Second), "beta → gamma Warning, the others OK", func(ls map[string]linkRow) bool {

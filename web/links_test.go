@@ -140,6 +140,19 @@ func matrixLevels(body string) map[string]string {
 	return out
 }
 
+// threeOnNetwork is a cluster of alpha (the primary), beta and gamma on a
+// network with faults.
+func threeOnNetwork(t *testing.T) (*testnet.Network, *testapp.App, *testapp.App, *testapp.App) {
+	t.Helper()
+	net := testnet.New()
+	alpha := testapp.Start(t, named("alpha"), testapp.WithNetwork(net, "alpha"))
+	beta := testapp.Start(t, named("beta"), testapp.WithNetwork(net, "beta"))
+	gamma := testapp.Start(t, named("gamma"), testapp.WithNetwork(net, "gamma"))
+	addReplica(t, alpha, beta)
+	addReplica(t, alpha, gamma)
+	return net, alpha, beta, gamma
+}
+
 // Every member probes every other one. A known delay on one directed link
 // shows as its round trip (within 2 ms) and turns only that link Warning,
 // in the API and the Network page of another member; a cut link is Down
@@ -147,12 +160,7 @@ func matrixLevels(body string) map[string]string {
 // that stops has its own links Unknown. A Helpdesk user reads everything
 // and may run Test link, and changes nothing else.
 func TestLinkLatencyDelayCutAndEvents(t *testing.T) {
-	net := testnet.New()
-	alpha := testapp.Start(t, named("alpha"), testapp.WithNetwork(net, "alpha"))
-	beta := testapp.Start(t, named("beta"), testapp.WithNetwork(net, "beta"))
-	gamma := testapp.Start(t, named("gamma"), testapp.WithNetwork(net, "gamma"))
-	addReplica(t, alpha, beta)
-	addReplica(t, alpha, gamma)
+	net, alpha, beta, gamma := threeOnNetwork(t)
 	tok := alpha.AdminToken(t)
 	btok := beta.AdminToken(t)
 

@@ -149,7 +149,7 @@ func (h *Handlers) renderNetwork(w http.ResponseWriter, r *http.Request, status 
 	if r.Method == http.MethodGet {
 		// Without script the page reloads now and then; with it, app.js
 		// updates the headline and the matrix every second.
-		p.Page.Refresh = 10
+		p.Page.Refresh, p.Live = 10, true
 	}
 	render(w, r, status, views.NetworkView(p))
 }

@@ -20,6 +20,9 @@ type NetworkPage struct {
 	Test       *LinkTestView
 	FormError  string
 	Now        time.Time
+	// Live: the page updates itself (a GET of /network; the answer to a
+	// Test link is not reloaded).
+	Live bool
 }
 
 // NetworkMember is a member as a row or column of the matrix.

@@ -489,7 +489,7 @@ func (h *Handlers) Metrics(w http.ResponseWriter, r *http.Request) {
 	for _, l := range links {
 		level := t.Level(l)
 		for _, lv := range []string{cluster.LinkOK, cluster.LinkWarning, cluster.LinkBad, cluster.LinkDown, cluster.LinkUnknown} {
-			fmt.Fprintf(&b, "conclave_link_level{from=%s,to=%s,level=%s} %d\n", self, promLabel(l.ToName), promLabel(lv), boolInt(lv == level))
+			fmt.Fprintf(&b, "conclave_link_level%s,level=%s} %d\n", strings.TrimSuffix(labels(l), "}"), promLabel(lv), boolInt(lv == level))
 		}
 	}
 	gauge("conclave_link_stale", "1 when the link's last answer is older than 5 seconds.")

@@ -133,12 +133,16 @@ type Node struct {
 	creds       atomic.Pointer[Credentials]
 	mode        atomic.Pointer[Mode]
 	peers       *PeerClient
+	prober      *prober
 	pending     pendingPeers
 	grants      grants
 	events      eventQueue
 	lastLeader  atomic.Value // string: the last leader this member knew
 	statusMu    sync.Mutex
 	statusCache map[string]cachedStatus
+	// historyMu guards historyCache: other members' link history (links.go).
+	historyMu    sync.Mutex
+	historyCache map[string]cachedHistory
 	// standaloneMu serialises BecomeStandalone.
 	standaloneMu sync.Mutex
 	enrollKey    atomic.Pointer[[]byte] // the key of the certificate being issued
@@ -168,6 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		started: time.Now().UTC(), leaderCh: make(chan bool, 16)}
 	n.runner = newRunner(n)
 	n.peers = newPeerClient(n)
+	n.prober = newProber(n)
 	cfg.Stream.dialer, cfg.Stream.clientTLS = cfg.Dialer, n.PeerClientTLS
 	index, _, err := cfg.Store.AppliedIndex(ctx)
 	if err != nil {
@@ -190,9 +195,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.lastLeader.Store("")
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.watchState()
+	go n.prober.run()
 	if mode.State == StateLeavingCluster {
 		go n.watchRemoval()
 	}

@@ -119,6 +119,9 @@ type PeerStatus struct {
 	UpSince      time.Time `json:"upSince"`
 	// RunningOperations are the operations this member's runner runs.
 	RunningOperations []string `json:"runningOperations"`
+	// Links are this member's measurements of its links to the others
+	// (links.go); MeasuredAt is left out, MeasuredAgoMs says it.
+	Links []LinkStatus `json:"links"`
 }
 
 // Status asks the member at addr how it is.

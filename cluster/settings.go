@@ -13,6 +13,8 @@ type Settings struct {
 	ClusterName string `json:"clusterName"`
 	ClusterURL  string `json:"clusterUrl"`
 	OIDC        OIDCSettings
+	// Links colour link latency in the console (see links.go).
+	Links LinkThresholds
 }
 
 // OIDCSettings configure sign-in through an OpenID Connect provider.
@@ -33,6 +35,7 @@ const (
 	KeyClusterName  = "clusterName"
 	KeyClusterURL   = "clusterUrl"
 	KeyOIDC         = "oidc"
+	KeyLinks        = "linkThresholds"
 	DefaultRolesKey = "groups"
 )
 
@@ -42,7 +45,7 @@ func LoadSettings(ctx context.Context, st *store.Store) (Settings, error) {
 	if err != nil {
 		return Settings{}, err
 	}
-	s := Settings{ClusterName: "Conclave"}
+	s := Settings{ClusterName: "Conclave", Links: DefaultLinkThresholds()}
 	if v, ok := raw[KeyClusterName]; ok {
 		json.Unmarshal(v, &s.ClusterName)
 	}
@@ -52,6 +55,11 @@ func LoadSettings(ctx context.Context, st *store.Store) (Settings, error) {
 	if v, ok := raw[KeyOIDC]; ok {
 		if err := json.Unmarshal(v, &s.OIDC); err != nil {
 			return s, fmt.Errorf("oidc settings: %w", err)
+		}
+	}
+	if v, ok := raw[KeyLinks]; ok {
+		if err := json.Unmarshal(v, &s.Links); err != nil || s.Links.Validate() != nil {
+			s.Links = DefaultLinkThresholds()
 		}
 	}
 	if s.OIDC.RolesClaim == "" {
@@ -65,5 +73,6 @@ func SettingsValues(s Settings) map[string]json.RawMessage {
 	name, _ := json.Marshal(s.ClusterName)
 	url, _ := json.Marshal(s.ClusterURL)
 	oidc, _ := json.Marshal(s.OIDC)
-	return map[string]json.RawMessage{KeyClusterName: name, KeyClusterURL: url, KeyOIDC: oidc}
+	links, _ := json.Marshal(s.Links)
+	return map[string]json.RawMessage{KeyClusterName: name, KeyClusterURL: url, KeyOIDC: oidc, KeyLinks: links}
 }

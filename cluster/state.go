@@ -220,7 +220,7 @@ func (n *Node) peerStatus(ctx context.Context, id, addr string) (PeerStatus, tim
 func (n *Node) OwnStatus(ctx context.Context) PeerStatus {
 	h, reason := n.SelfHealth(ctx)
 	return PeerStatus{ID: n.ID(), Name: n.cfg.Name, State: n.SelfState(), Health: h, HealthReason: reason, Version: n.cfg.Version,
-		AppliedIndex: n.applied.Load(), UpSince: n.started, RunningOperations: n.runner.Running()}
+		AppliedIndex: n.applied.Load(), UpSince: n.started, RunningOperations: n.runner.Running(), Links: n.linkReport()}
 }
 
 // FaultTolerance is how many voters may fail before consensus is lost.

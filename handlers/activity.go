@@ -125,6 +125,12 @@ func eventSummary(e store.Event) string {
 		return "The cluster was locked for " + d["kind"] + "."
 	case "ClusterUnlocked":
 		return "The cluster was unlocked (" + d["result"] + ")."
+	case "ClusterLinkDown":
+		return fmt.Sprintf("The link %s → %s is down: %s.", d["from"], d["to"], d["reason"])
+	case "ClusterLinkRestored":
+		return fmt.Sprintf("The link %s → %s answers again (round trip %s ms).", d["from"], d["to"], d["roundTripMs"])
+	case "ClusterLinkTested":
+		return fmt.Sprintf("%s tested the link %s ↔ %s.", e.Actor, d["from"], d["to"])
 	case "OperationResultUnknown":
 		return "A " + d["kind"] + " operation was left unfinished by a primary that stopped."
 	}
@@ -133,7 +139,7 @@ func eventSummary(e store.Event) string {
 
 func eventTone(t string) string {
 	switch {
-	case strings.Contains(t, "Failed"), strings.Contains(t, "Lost"), strings.Contains(t, "Unknown"):
+	case strings.Contains(t, "Failed"), strings.Contains(t, "Lost"), strings.Contains(t, "Unknown"), strings.HasSuffix(t, "Down"):
 		return "bad"
 	case strings.Contains(t, "Locked"), strings.Contains(t, "Disabled"):
 		return "warn"

@@ -80,6 +80,7 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 		p.Operations = append(p.Operations, operationRow(op, subjects[op.ID]))
 	}
 	p.Diagram = diagram(p.Members)
+	h.labelLinks(ctx, &p.Diagram, p.Members) // link latency (network.go)
 	render(w, r, http.StatusOK, views.ClusterView(p))
 }
 

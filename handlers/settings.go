@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	"conclave/cluster"
@@ -64,6 +65,7 @@ func (h *Handlers) renderSettings(w http.ResponseWriter, r *http.Request, status
 		RedirectURL:     h.redirectURL(r),
 		Roles:           cluster.Roles,
 	}
+	p.LinkOKBelowMs, p.LinkWarningBelowMs = strconv.FormatFloat(s.Links.OKBelowMs, 'f', -1, 64), strconv.FormatFloat(s.Links.WarningBelowMs, 'f', -1, 64)
 	if h.OIDCOverride != nil {
 		p.Flash = "Sign-in with an identity provider is configured by the appliance's command line or environment, which wins over the values below."
 	}
@@ -151,6 +153,8 @@ func (h *Handlers) SaveSettings(w http.ResponseWriter, r *http.Request) {
 	if s.OIDC.ClientSecret == "" {
 		s.OIDC.ClientSecret = old.OIDC.ClientSecret
 	}
+	links, linksErr := parseLinkThresholds(f, old.Links)
+	s.Links = links
 	mapping, mapErr := ParseRoleMapping(f.Get("oidcRoleMapping"))
 	s.OIDC.RoleMapping = mapping
 	var ferr *apiError
@@ -167,6 +171,8 @@ func (h *Handlers) SaveSettings(w http.ResponseWriter, r *http.Request) {
 		ferr = badRequest("oidcRolesClaim", "name the claim that carries groups or roles (usually groups)")
 	case mapErr != nil:
 		ferr = badRequest("oidcRoleMapping", "%v", mapErr)
+	case linksErr != nil:
+		ferr = linksErr
 	}
 	if ferr != nil {
 		h.renderSettings(w, r, http.StatusUnprocessableEntity, s, f.Get("oidcRoleMapping"), ferr)
@@ -201,6 +207,9 @@ func changedSettings(a, b cluster.Settings) []string {
 	}
 	if a.OIDC.ClientSecret != b.OIDC.ClientSecret {
 		out = append(out, "identity provider client secret")
+	}
+	if a.Links != b.Links {
+		out = append(out, "link latency thresholds")
 	}
 	ma, _ := json.Marshal(a.OIDC.RoleMapping)
 	mb, _ := json.Marshal(b.OIDC.RoleMapping)

@@ -152,6 +152,12 @@ type DiagramLink struct {
 	// Replication: a link between the primary and a replica (raft's
 	// replication path), drawn stronger than links between replicas.
 	Replication bool
+	// Measured latency (network.go): the level of the worse direction
+	// (OK, Warning, Bad, Down, Unknown), whether it is stale, and both
+	// directions in words for hover.
+	Level string
+	Stale bool
+	Title string
 }
 
 // OperationRow is one operation in a list.
@@ -292,6 +298,10 @@ type SettingsPage struct {
 	Roles           []string
 	FormError       string
 	FormField       string
+
+	// Link latency thresholds, in milliseconds, as typed.
+	LinkOKBelowMs      string
+	LinkWarningBelowMs string
 }
 
 // ErrorPage is a page that says what went wrong.

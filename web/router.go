@@ -57,6 +57,10 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 		r.Post("/node/v1/operations/{kind}", h.NodeStartOperation)
 		r.Post("/node/v1/reset/follow", h.NodeResetFollow)
 		r.Post("/node/v1/reset/lead", h.NodeResetLead)
+		// Link latency.
+		r.Get("/node/v1/probe", h.NodeProbe)
+		r.Get("/node/v1/links/history", h.NodeLinkHistory)
+		r.Post("/node/v1/links/test", h.NodeLinkTest)
 	})
 
 	r.Group(func(r chi.Router) {
@@ -67,6 +71,8 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 		r.Get("/auth/oidc/start", h.OIDCStart)
 		r.Get("/auth/oidc/callback", h.OIDCCallback)
 		r.Post("/api/v1/auth/token", h.IssueToken)
+		// Prometheus: a bearer token (or session) of any role; 401 without.
+		r.Get("/metrics", h.Metrics)
 
 		// Signed in: every role may read.
 		r.Group(func(r chi.Router) {
@@ -83,6 +89,12 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 			r.Get("/api/v1/operations/{id}", h.APIOperation)
 			r.Get("/api/v1/events", h.APIEvents)
 			r.Get("/api/v1/users", h.APIUsers)
+			// Link latency: every role reads, and every role may run Test
+			// link (probes only; Helpdesk changes nothing else).
+			r.Get("/network", h.NetworkPage)
+			r.Post("/network/test", h.NetworkTest)
+			r.Get("/api/v1/cluster/links", h.APILinks)
+			r.Post("/api/v1/cluster/links/test", h.APITestLink)
 
 			// Administrators only.
 			r.Group(func(r chi.Router) {

@@ -414,6 +414,21 @@ func routeCases() []routeCase {
 		{method: "GET", route: "/api/v1/events", req: routePath("/api/v1/events?type=UserCreated"), want: forAPIUsers(http.StatusOK)},
 		{method: "GET", route: "/api/v1/users", req: routePath("/api/v1/users"), want: forAPIUsers(http.StatusOK)},
 
+		// Link latency: every role reads and may run Test link (the one
+		// member has no link, so Test link is refused with a reason).
+		{method: "GET", route: "/network", req: routePath("/network?range=day"), want: forUsers(http.StatusOK)},
+		{method: "POST", route: "/network/test", want: routeWant{http.StatusSeeOther, http.StatusUnprocessableEntity, http.StatusUnprocessableEntity, http.StatusUnprocessableEntity, http.StatusUnprocessableEntity},
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/network/test", form: url.Values{"from": {f.app.Node.ID()}, "to": {f.app.Node.ID()}}}
+			}},
+		{method: "GET", route: "/api/v1/cluster/links", req: routePath("/api/v1/cluster/links"), want: forAPIUsers(http.StatusOK)},
+		{method: "POST", route: "/api/v1/cluster/links/test", want: routeWant{http.StatusUnauthorized, http.StatusUnprocessableEntity, http.StatusUnprocessableEntity, http.StatusUnprocessableEntity, http.StatusUnprocessableEntity},
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/links/test", json: map[string]string{"from": f.app.Node.ID(), "to": f.app.Node.ID()}}
+			}},
+		// Prometheus: a token (or session) of any role; 401 without.
+		{method: "GET", route: "/metrics", req: routePath("/metrics"), want: routeWant{http.StatusUnauthorized, http.StatusOK, http.StatusOK, http.StatusOK, http.StatusOK}},
+
 		// Only administrators change.
 		{method: "POST", route: "/users", want: forAdmins(http.StatusSeeOther),
 			req: func(f *routeFixture, who routeWho) secRequest {
@@ -569,6 +584,12 @@ func routeCases() []routeCase {
 		{method: "POST", route: "/node/v1/reset/follow", want: forAll(http.StatusForbidden),
 			req: func(*routeFixture, routeWho) secRequest {
 				return secRequest{path: "/node/v1/reset/follow", json: map[string]string{}}
+			}},
+		{method: "GET", route: "/node/v1/probe", req: routePath("/node/v1/probe"), want: forAll(http.StatusForbidden)},
+		{method: "GET", route: "/node/v1/links/history", req: routePath("/node/v1/links/history?to=x&range=hour"), want: forAll(http.StatusForbidden)},
+		{method: "POST", route: "/node/v1/links/test", want: forAll(http.StatusForbidden),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/node/v1/links/test", json: map[string]string{"to": "x"}}
 			}},
 		{method: "POST", route: "/node/v1/reset/lead", want: forAll(http.StatusForbidden),
 			req: func(*routeFixture, routeWho) secRequest {

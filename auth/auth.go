@@ -218,6 +218,11 @@ func (s *Service) delay(failures int) time.Duration {
 	return min(d, max(s.cfg.MaxDelay, first))
 }
 
+// electionWait is how long a sign-in or a token waits for a primary to be
+// elected before it gives up (or, for a session, keeps it on this
+// appliance).
+const electionWait = 3 * time.Second
+
 // audit records an event; a failure to record is logged, not fatal to the
 // sign-in answer (the person still gets a clear result).
 func (s *Service) audit(ctx context.Context, actor, typ string, details map[string]string) {
@@ -252,7 +257,11 @@ func (s *Service) IssueToken(ctx context.Context, u store.User, ttl time.Duratio
 	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(secret)
 	id := uuid.NewString()
 	expires := s.now().UTC().Add(ttl).Truncate(time.Second)
-	err := s.node.ProposeData(ctx, cluster.CmdIssueToken, u.Username, cluster.IssueToken{TokenID: id, UserID: u.ID, Hash: HashToken(token), ExpiresAt: expires},
+	// A token asked for during a change of primary waits the election out
+	// (a second or two) instead of failing.
+	wctx, cancel := context.WithTimeout(ctx, electionWait)
+	defer cancel()
+	err := s.node.ProposeDataRetrying(wctx, cluster.CmdIssueToken, u.Username, cluster.IssueToken{TokenID: id, UserID: u.ID, Hash: HashToken(token), ExpiresAt: expires},
 		&cluster.EventSpec{Type: "ApiTokenIssued", Details: map[string]string{"tokenId": id, "expiresAt": expires.Format(time.RFC3339), "address": remoteAddr}})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue token: %w", err)

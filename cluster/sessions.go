@@ -32,7 +32,11 @@ func (b SessionBackend) PutSession(ctx context.Context, r store.SessionRow) erro
 		}
 		return b.n.store.PutLocalSession(ctx, r)
 	}
-	err := b.n.ProposeData(ctx, CmdPutSession, "system", SessionData{IDHash: r.IDHash, UserID: r.UserID, Data: r.Data, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil)
+	// During a change of primary the session waits the election out; only
+	// when no primary comes is it kept here.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := b.n.ProposeDataRetrying(wctx, CmdPutSession, "system", SessionData{IDHash: r.IDHash, UserID: r.UserID, Data: r.Data, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil)
 	if errors.Is(err, ErrNotLeader) {
 		b.n.log.Warn("no primary to record a session with: it is valid on this appliance only")
 		return b.n.store.PutLocalSession(ctx, r)

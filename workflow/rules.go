@@ -1,0 +1,83 @@
+// Package workflow is the access-request workflow the cluster protects:
+// assets and their accounts (passwords sealed with the cluster's data key),
+// access policies, and access requests (request, approve or deny, release
+// of the password, check-in or expiry, password change).
+//
+// The rules live here twice over, on purpose: Service checks a change
+// before it is proposed (clear errors, secrets generated and sealed), and
+// Apply checks it again where it is applied to every member's database,
+// deterministically (the state of a request, at most one holder of an
+// account), since another change may have come first.
+//
+// Where a write goes is one seam, Writer: through raft (the cluster node)
+// normally. Offline Workflow Mode can put a local store behind it while the
+// member is isolated.
+package workflow
+
+import (
+	"slices"
+	"strings"
+
+	"conclave/cluster"
+)
+
+// Actor is who asks for a change.
+type Actor struct {
+	UserID   string
+	Username string
+	Role     string
+}
+
+// CanRequest tells whether a role may request accounts: a Requester or an
+// administrator.
+func CanRequest(role string) bool {
+	return role == cluster.RoleRequester || role == cluster.RoleAdministrator
+}
+
+// CanApprove tells whether a role may decide requests: an Approver or an
+// administrator.
+func CanApprove(role string) bool {
+	return role == cluster.RoleApprover || role == cluster.RoleAdministrator
+}
+
+// CanManage tells whether a role may change assets, accounts and policies.
+func CanManage(role string) bool { return role == cluster.RoleAdministrator }
+
+// CanSeeAll tells whether a role may read every request (not only its own).
+func CanSeeAll(role string) bool { return role != cluster.RoleRequester }
+
+// names are what a user matches in a policy's requesters or approvers: the
+// user name (without regard to case) and the role.
+func names(username, role string) []string {
+	return []string{strings.ToLower(username), role}
+}
+
+// listed tells whether a user matches a list of user names and role names.
+func listed(list []string, username, role string) bool {
+	for _, e := range list {
+		if strings.EqualFold(e, username) || e == role {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeNames lower-cases user names and keeps role names as they are
+// spelled, without duplicates, sorted.
+func normalizeNames(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, e := range in {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		if !cluster.ValidRole(e) {
+			e = strings.ToLower(e)
+		}
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -83,6 +83,8 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 			r.Get("/api/v1/operations/{id}", h.APIOperation)
 			r.Get("/api/v1/events", h.APIEvents)
 			r.Get("/api/v1/users", h.APIUsers)
+			// The access-request workflow (web/workflow_routes.go).
+			workflowUserRoutes(h, r)
 
 			// Administrators only.
 			r.Group(func(r chi.Router) {
@@ -113,6 +115,8 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.With(h.RequireWritable).Post("/api/v1/users", h.APICreateUser)
 				r.With(h.RequireWritable).Patch("/api/v1/users/{id}", h.APIUpdateUser)
 				r.With(h.RequireWritable).Delete("/api/v1/users/{id}", h.APIDisableUser)
+				// The access-request workflow (web/workflow_routes.go).
+				workflowAdminRoutes(h, r)
 			})
 		})
 	})

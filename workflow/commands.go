@@ -377,22 +377,22 @@ func policyFor(policies []store.Policy, id, username, role string) (store.Policy
 		if id != "" && p.ID != id {
 			continue
 		}
-		if listed(p.Requesters, username, role) || role == cluster.RoleAdministrator {
+		if MayRequestUnder(p, Actor{Username: username, Role: role}) {
 			return p, true
 		}
 	}
 	return store.Policy{}, false
 }
 
-// mayDecide tells whether a user may approve or deny a request.
-func mayDecide(r store.AccessRequest, u store.User) error {
+// decideRefusal says why a user may not approve or deny a request, or nil.
+func decideRefusal(r store.AccessRequest, userID, username, role string) error {
 	switch {
-	case u.ID == r.RequesterID:
+	case userID == r.RequesterID:
 		return store.Reject("", "nobody approves their own request: another approver must decide")
-	case !CanApprove(u.Role):
-		return store.Reject("", "only an Approver or an ApplianceAdministrator may decide requests; %s is %s", u.Username, u.Role)
-	case u.Role != cluster.RoleAdministrator && !listed(r.Approvers, u.Username, u.Role):
-		return store.Reject("", "%s is not an approver of this request's policy", u.Username)
+	case !CanApprove(role):
+		return store.Reject("", "only an Approver or an ApplianceAdministrator may decide requests; %s is %s", username, role)
+	case role != cluster.RoleAdministrator && !listed(r.Approvers, username, role):
+		return store.Reject("", "%s is not an approver of this request's policy", username)
 	}
 	return nil
 }
@@ -409,7 +409,7 @@ func (a *applier) decideRequest(ctx context.Context, d DecideRequest) error {
 	if r.State != store.RequestPending {
 		return store.Reject("", "the request is %s, not waiting for a decision", r.State)
 	}
-	if err := mayDecide(r, u); err != nil {
+	if err := decideRefusal(r, u.ID, u.Username, u.Role); err != nil {
 		return err
 	}
 	details := requestDetails(r)

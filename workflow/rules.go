@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"conclave/cluster"
+	"conclave/store"
 )
 
 // Actor is who asks for a change.
@@ -80,4 +81,24 @@ func normalizeNames(in []string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// ApproverNames are the entries of a policy's approvers that name a user:
+// nil (every request) for an administrator.
+func ApproverNames(a Actor) []string {
+	if a.Role == cluster.RoleAdministrator {
+		return nil
+	}
+	return names(a.Username, a.Role)
+}
+
+// MayDecide tells whether a user may approve or deny a request (Apply
+// checks the same).
+func MayDecide(r store.AccessRequest, a Actor) bool {
+	return r.State == store.RequestPending && decideRefusal(r, a.UserID, a.Username, a.Role) == nil
+}
+
+// MayRequestUnder tells whether a policy lets a user request its accounts.
+func MayRequestUnder(p store.Policy, a Actor) bool {
+	return CanRequest(a.Role) && (listed(p.Requesters, a.Username, a.Role) || a.Role == cluster.RoleAdministrator)
 }

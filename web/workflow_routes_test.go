@@ -131,7 +131,9 @@ func workflowRouteCases() []routeCase {
 			req: func(f *routeFixture, _ routeWho) secRequest { return secRequest{path: "/requests/" + f.wf.requestID} }},
 		// Requesting: a Requester or an administrator (Helpdesk is refused).
 		{method: "GET", route: "/requests/new", want: forAdmins(http.StatusOK),
-			req: func(f *routeFixture, _ routeWho) secRequest { return secRequest{path: "/requests/new?account=" + f.wf.accountID} }},
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/requests/new?account=" + f.wf.accountID}
+			}},
 		{method: "POST", route: "/requests", want: forAdmins(http.StatusSeeOther),
 			req: func(f *routeFixture, who routeWho) secRequest {
 				return secRequest{path: "/requests", form: url.Values{"accountId": {f.wf.of("page-request", who)}, "reason": {"route table"}}}
@@ -168,16 +170,24 @@ func workflowRouteCases() []routeCase {
 		// The JSON API: reading.
 		{method: "GET", route: "/api/v1/assets", req: routePath("/api/v1/assets"), want: forAPIUsers(http.StatusOK)},
 		{method: "GET", route: "/api/v1/assets/{id}", want: forAPIUsers(http.StatusOK),
-			req: func(f *routeFixture, _ routeWho) secRequest { return secRequest{path: "/api/v1/assets/" + f.wf.assetID} }},
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/assets/" + f.wf.assetID}
+			}},
 		{method: "GET", route: "/api/v1/accounts", req: routePath("/api/v1/accounts?search=route"), want: forAPIUsers(http.StatusOK)},
 		{method: "GET", route: "/api/v1/accounts/{id}", want: forAPIUsers(http.StatusOK),
-			req: func(f *routeFixture, _ routeWho) secRequest { return secRequest{path: "/api/v1/accounts/" + f.wf.accountID} }},
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/accounts/" + f.wf.accountID}
+			}},
 		{method: "GET", route: "/api/v1/policies", req: routePath("/api/v1/policies"), want: forAPIUsers(http.StatusOK)},
 		{method: "GET", route: "/api/v1/policies/{id}", want: forAPIUsers(http.StatusOK),
-			req: func(f *routeFixture, _ routeWho) secRequest { return secRequest{path: "/api/v1/policies/" + f.wf.policyID} }},
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/policies/" + f.wf.policyID}
+			}},
 		{method: "GET", route: "/api/v1/access-requests", req: routePath("/api/v1/access-requests"), want: forAPIUsers(http.StatusOK)},
 		{method: "GET", route: "/api/v1/access-requests/{id}", want: forAPIUsers(http.StatusOK),
-			req: func(f *routeFixture, _ routeWho) secRequest { return secRequest{path: "/api/v1/access-requests/" + f.wf.requestID} }},
+			req: func(f *routeFixture, _ routeWho) secRequest {
+				return secRequest{path: "/api/v1/access-requests/" + f.wf.requestID}
+			}},
 		// Requests, decisions, check-in and the password.
 		{method: "POST", route: "/api/v1/access-requests", want: forAPIAdmins(http.StatusCreated),
 			req: func(f *routeFixture, who routeWho) secRequest {

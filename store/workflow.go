@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // The access-request workflow's tables: assets, accounts, policies, access
@@ -652,7 +653,7 @@ func (s *Store) ExistingAssets(ctx context.Context, lowerNames []string) (map[st
 func (t *Tx) StageImport(ctx context.Context, importID string, rows []ImportRow, at time.Time) error {
 	src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 		r := rows[i]
-		return []any{importID, r.Line, r.AssetID, r.NewAsset, r.AssetName, r.Address, r.Platform, r.AccountID, r.Username, r.Secret, at}, nil
+		return []any{uuidArg(importID), r.Line, uuidArg(r.AssetID), r.NewAsset, r.AssetName, r.Address, r.Platform, uuidArg(r.AccountID), r.Username, r.Secret, at}, nil
 	})
 	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"import_rows"},
 		[]string{"import_id", "line", "asset_id", "new_asset", "asset_name", "address", "platform", "account_id", "username", "secret", "staged_at"}, src)
@@ -730,6 +731,16 @@ func (t *Tx) DropStaleImports(ctx context.Context, before time.Time) error {
 }
 
 // --- helpers
+
+// uuidArg passes a UUID to COPY in binary (a string would go through a
+// failed encoding attempt per value).
+func uuidArg(s string) pgtype.UUID {
+	var u pgtype.UUID
+	if err := u.Scan(s); err != nil {
+		return pgtype.UUID{}
+	}
+	return u
+}
 
 func limitOr(n int) int {
 	if n <= 0 || n > 10000 {

@@ -338,9 +338,10 @@ func (a *applier) createRequest(ctx context.Context, d CreateRequest) error {
 	if !ok {
 		return store.Reject("accountId", "no access policy lets %s request %s@%s", u.Username, acct.Username, acct.AssetName)
 	}
-	if acct.Holder != "" {
-		return store.Reject("accountId", "%s has %s@%s checked out until %s; try again once it is checked in",
-			acct.Holder, acct.Username, acct.AssetName, acct.HeldUntil.UTC().Format("2006-01-02 15:04 UTC"))
+	// Without approval the account is checked out at once: it must be
+	// free. A request that needs approval may wait for a held account.
+	if acct.Holder != "" && !p.ApprovalRequired {
+		return heldRefusal(acct)
 	}
 	open, err := a.tx.OpenRequestOf(ctx, d.AccountID, d.RequesterID)
 	if err != nil {
@@ -367,6 +368,12 @@ func (a *applier) createRequest(ctx context.Context, d CreateRequest) error {
 		details["approval"] = "not required"
 	}
 	return a.event(ctx, EvRequestCreated, details)
+}
+
+// heldRefusal refuses a second holder of an account, naming the first.
+func heldRefusal(acct store.Account) error {
+	return store.Reject("accountId", "%s has %s@%s checked out until %s; try again once it is checked in",
+		acct.Holder, acct.Username, acct.AssetName, acct.HeldUntil.UTC().Format("2006-01-02 15:04 UTC"))
 }
 
 // policyFor picks the policy a request uses: the one named, or else the
@@ -421,6 +428,13 @@ func (a *applier) decideRequest(ctx context.Context, d DecideRequest) error {
 			return err
 		}
 		return a.event(ctx, EvRequestDenied, details)
+	}
+	acct, err := a.tx.AccountByID(ctx, r.AccountID)
+	if err != nil {
+		return err
+	}
+	if acct.Holder != "" {
+		return heldRefusal(acct)
 	}
 	until := a.cmd.At.Add(time.Duration(r.DurationMinutes) * time.Minute)
 	if err := a.tx.DecideRequest(ctx, r.ID, store.RequestAvailable, u.Username, d.Comment, a.cmd.At, &until); err != nil {

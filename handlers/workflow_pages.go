@@ -207,6 +207,9 @@ func (h *Handlers) RequestPage(w http.ResponseWriter, r *http.Request) {
 	if !p.IsMine {
 		p.Page.Nav = "approvals"
 	}
+	if x.State == store.RequestPending {
+		p.Page.Refresh = 5 // without script: look again for the decision
+	}
 	switch r.URL.Query().Get("done") {
 	case "approved":
 		p.Flash = "Approved: " + x.Requester + " can now see the password."

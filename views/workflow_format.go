@@ -82,3 +82,14 @@ func accountList(accts []string) string {
 	}
 	return strings.Join(accts[:show], ", ") + fmt.Sprintf(" and %d more", len(accts)-show)
 }
+
+// times says how often something happened.
+func times(n int) string {
+	switch n {
+	case 0:
+		return "never"
+	case 1:
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}

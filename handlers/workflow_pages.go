@@ -70,6 +70,17 @@ func (h *Handlers) workflowFormError(w http.ResponseWriter, r *http.Request, err
 	h.renderError(w, r, err)
 }
 
+// workflowFormStatus is the status of a page that shows a refused form
+// again: 422 for bad input (a bad import file too), 503 when this member
+// cannot make changes now.
+func workflowFormStatus(err error) int {
+	var ie *workflow.ImportError
+	if errors.As(err, &ie) {
+		return http.StatusUnprocessableEntity
+	}
+	return formStatus(err)
+}
+
 // RequestsPage is GET /requests: the user's requests and a search for
 // accounts to request.
 func (h *Handlers) RequestsPage(w http.ResponseWriter, r *http.Request) {
@@ -412,7 +423,7 @@ func (h *Handlers) CreateAssetForm(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	_, err := h.Workflow.CreateAsset(ctx, actorOf(r), workflow.AssetInput{Name: r.PostFormValue("name"), Address: r.PostFormValue("address"), Platform: r.PostFormValue("platform")})
 	if err != nil {
-		h.renderAssets(w, r, formStatus(err), "asset", err)
+		h.renderAssets(w, r, workflowFormStatus(err), "asset", err)
 		return
 	}
 	http.Redirect(w, r, "/assets?done=asset", http.StatusSeeOther)
@@ -435,7 +446,7 @@ func (h *Handlers) CreateAccountForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.Workflow.CreateAccount(ctx, actorOf(r), asset.ID, r.PostFormValue("username"), r.PostFormValue("password")); err != nil {
-		h.renderAssets(w, r, formStatus(err), "account", err)
+		h.renderAssets(w, r, workflowFormStatus(err), "account", err)
 		return
 	}
 	http.Redirect(w, r, "/assets?done=account&search="+asset.Name, http.StatusSeeOther)
@@ -491,7 +502,7 @@ func (h *Handlers) ImportForm(w http.ResponseWriter, r *http.Request) {
 			if errors.As(err, &big) {
 				err = store.Reject("file", "the file is larger than %d MiB; split it", workflow.MaxImportBytes>>20)
 			}
-			h.renderAssets(w, r, formStatus(err), "import", err)
+			h.renderAssets(w, r, workflowFormStatus(err), "import", err)
 			return
 		}
 		http.Redirect(w, r, "/assets?done=imported&accounts="+strconv.Itoa(res.Accounts)+"&assets="+strconv.Itoa(res.Assets), http.StatusSeeOther)
@@ -570,13 +581,13 @@ func (h *Handlers) CreatePolicyForm(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	ids, err := h.resolveAccounts(r, f.Accounts)
 	if err != nil {
-		h.renderPolicies(w, r, formStatus(err), f, err)
+		h.renderPolicies(w, r, workflowFormStatus(err), f, err)
 		return
 	}
 	_, err = h.Workflow.SavePolicy(ctx, actorOf(r), "", workflow.PolicyInput{Name: f.Name, AccountIDs: ids, Requesters: splitList(f.Requesters),
 		Approvers: splitList(f.Approvers), ApprovalRequired: f.ApprovalRequired, DurationMinutes: d, ChangeAfterCheckin: f.ChangeAfterCheckin})
 	if err != nil {
-		h.renderPolicies(w, r, formStatus(err), f, err)
+		h.renderPolicies(w, r, workflowFormStatus(err), f, err)
 		return
 	}
 	http.Redirect(w, r, "/policies?done=saved", http.StatusSeeOther)

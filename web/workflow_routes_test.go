@@ -108,10 +108,15 @@ func newWorkflowFixture(t *testing.T, app *testapp.App) *workflowFixture {
 // importBody is a CSV file of one account on a new asset, as the page
 // uploads it.
 func importBody(asset string) (body, contentType string) {
+	return importBodyOf(fmt.Sprintf("asset,address,platform,username,password\n%s,10.2.2.2,Linux,root,pw-%s\n", asset, asset))
+}
+
+// importBodyOf is a CSV file as the page uploads it.
+func importBodyOf(csv string) (body, contentType string) {
 	var b bytes.Buffer
 	mw := multipart.NewWriter(&b)
 	fw, _ := mw.CreateFormFile("file", "accounts.csv")
-	fmt.Fprintf(fw, "asset,address,platform,username,password\n%s,10.2.2.2,Linux,root,pw-%s\n", asset, asset)
+	fw.Write([]byte(csv))
 	mw.Close()
 	return b.String(), mw.FormDataContentType()
 }

@@ -66,8 +66,10 @@ const (
 	RoleApprover  = "Approver"
 )
 
-// Roles lists every role, most powerful first.
-var Roles = []string{RoleAdministrator, RoleHelpdesk, RoleRequester, RoleApprover}
+// Roles lists every role, most powerful first (an identity provider's
+// groups map to the first role any of them names). Helpdesk, which changes
+// nothing, comes last.
+var Roles = []string{RoleAdministrator, RoleApprover, RoleRequester, RoleHelpdesk}
 
 // ValidRole tells whether r names a role.
 func ValidRole(r string) bool {

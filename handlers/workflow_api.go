@@ -364,6 +364,10 @@ func (h *Handlers) APIPolicies(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]policyJSON, 0, len(ps))
 	for _, p := range ps {
+		if p.AccountIDs, err = h.Store.PolicyAccountIDs(r.Context(), p.ID, 0); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
 		out = append(out, toPolicyJSON(p))
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -371,12 +375,19 @@ func (h *Handlers) APIPolicies(w http.ResponseWriter, r *http.Request) {
 
 // APIPolicy is GET /api/v1/policies/{id}.
 func (h *Handlers) APIPolicy(w http.ResponseWriter, r *http.Request) {
-	p, err := h.Store.PolicyByID(r.Context(), chi.URLParam(r, "id"))
+	h.writePolicy(w, r, http.StatusOK, chi.URLParam(r, "id"))
+}
+
+func (h *Handlers) writePolicy(w http.ResponseWriter, r *http.Request, status int, id string) {
+	p, err := h.Store.PolicyByID(r.Context(), id)
+	if err == nil {
+		p.AccountIDs, err = h.Store.PolicyAccountIDs(r.Context(), id, 0)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toPolicyJSON(p))
+	writeJSON(w, status, toPolicyJSON(p))
 }
 
 // APISavePolicy is POST /api/v1/policies (create) and PUT
@@ -395,17 +406,12 @@ func (h *Handlers) APISavePolicy(w http.ResponseWriter, r *http.Request) {
 		h.writeWorkflowError(w, r, err)
 		return
 	}
-	p, err := h.Store.PolicyByID(ctx, newID)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
 	if id == "" {
 		w.Header().Set("Location", "/api/v1/policies/"+newID)
-		writeJSON(w, http.StatusCreated, toPolicyJSON(p))
+		h.writePolicy(w, r, http.StatusCreated, newID)
 		return
 	}
-	writeJSON(w, http.StatusOK, toPolicyJSON(p))
+	h.writePolicy(w, r, http.StatusOK, newID)
 }
 
 // APIDeletePolicy is DELETE /api/v1/policies/{id}.

@@ -530,9 +530,10 @@ func (h *Handlers) renderPolicies(w http.ResponseWriter, r *http.Request, status
 	for _, x := range ps {
 		row := views.PolicyRow{ID: x.ID, Name: x.Name, Requesters: strings.Join(x.Requesters, ", "), Approvers: strings.Join(x.Approvers, ", "),
 			ApprovalRequired: x.ApprovalRequired, DurationMinutes: x.DurationMinutes, ChangeAfterCheckin: x.ChangeAfterCheckin}
-		ids := x.AccountIDs
-		if len(ids) > 7 {
-			ids = ids[:7]
+		ids, err := h.Store.PolicyAccountIDs(ctx, x.ID, 6)
+		if err != nil {
+			h.renderError(w, r, err)
+			return
 		}
 		accts, err := h.Store.Accounts(ctx, store.AccountFilter{IDs: ids})
 		if err != nil {
@@ -542,9 +543,7 @@ func (h *Handlers) renderPolicies(w http.ResponseWriter, r *http.Request, status
 		for _, a := range accts {
 			row.Accounts = append(row.Accounts, a.Username+"@"+a.AssetName)
 		}
-		for range len(x.AccountIDs) - len(accts) {
-			row.Accounts = append(row.Accounts, "…")
-		}
+		row.More = x.AccountCount - len(accts)
 		p.Policies = append(p.Policies, row)
 	}
 	if formErr != nil {

@@ -79,8 +79,10 @@ create table access_requests (
 -- the FSM's transaction, the same on every member.
 create unique index access_requests_one_holder on access_requests (account_id) where state = 'Available';
 create index access_requests_requester on access_requests (requester_id, requested_at desc);
+create index access_requests_open on access_requests (account_id) where state in ('Pending', 'Available');
 create index access_requests_pending on access_requests (requested_at) where state = 'Pending';
 create index access_requests_expiry on access_requests (expires_at) where state = 'Available';
+create index access_requests_requested on access_requests (requested_at desc, id);
 
 -- Rows of a CSV import between its batches and its commit. An import is
 -- validated as a whole before its first batch is proposed; the commit moves

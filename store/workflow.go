@@ -61,9 +61,12 @@ type Policy struct {
 	ApprovalRequired   bool
 	DurationMinutes    int
 	ChangeAfterCheckin bool
-	AccountIDs         []string
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
+	// AccountIDs are the accounts it covers, when written; AccountCount
+	// how many, when read.
+	AccountIDs   []string
+	AccountCount int
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // AccessRequest is a request for an account's password.
@@ -334,26 +337,48 @@ func (t *Tx) DeleteAccount(ctx context.Context, id string) error {
 
 // --- policies
 
+// policySelect reads a policy without its accounts (a policy may cover a
+// million): AccountCount counts them; PolicyAccountIDs lists them.
 const policySelect = `select p.id::text, p.name, p.requesters, p.approvers, p.approval_required, p.duration_minutes, p.change_after_checkin,
-	coalesce((select array_agg(pa.account_id::text order by pa.account_id) from policy_accounts pa where pa.policy_id = p.id), '{}'),
 	p.created_at, p.updated_at from policies p`
 
 func scanPolicy(row pgx.Row) (Policy, error) {
 	var p Policy
-	err := row.Scan(&p.ID, &p.Name, &p.Requesters, &p.Approvers, &p.ApprovalRequired, &p.DurationMinutes, &p.ChangeAfterCheckin, &p.AccountIDs, &p.CreatedAt, &p.UpdatedAt)
+	err := row.Scan(&p.ID, &p.Name, &p.Requesters, &p.Approvers, &p.ApprovalRequired, &p.DurationMinutes, &p.ChangeAfterCheckin, &p.CreatedAt, &p.UpdatedAt)
 	return p, notFound(err)
 }
 
-// Policies lists the policies by name.
+// Policies lists the policies by name, with how many accounts each covers.
 func (s *Store) Policies(ctx context.Context) ([]Policy, error) {
 	rows, err := s.pool.Query(ctx, policySelect+` order by lower(p.name)`)
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Policy, error) { return scanPolicy(r) })
+	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Policy, error) { return scanPolicy(r) })
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+	counts := map[string]int{}
+	rows, err = s.pool.Query(ctx, `select policy_id::text, count(*) from policy_accounts group by policy_id`)
+	if err != nil {
+		return nil, fmt.Errorf("policy accounts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("policy accounts: %w", err)
+		}
+		counts[id] = n
+	}
+	for i := range ps {
+		ps[i].AccountCount = counts[ps[i].ID]
+	}
+	return ps, rows.Err()
 }
 
-// PolicyByID returns one policy.
+// PolicyByID returns one policy, with how many accounts it covers.
 func (s *Store) PolicyByID(ctx context.Context, id string) (Policy, error) {
 	if !isUUID(id) {
 		return Policy{}, fmt.Errorf("policy %q: %w", id, ErrNotFound)
@@ -362,7 +387,29 @@ func (s *Store) PolicyByID(ctx context.Context, id string) (Policy, error) {
 	if err != nil {
 		return p, fmt.Errorf("policy %s: %w", id, err)
 	}
+	if err := s.pool.QueryRow(ctx, `select count(*) from policy_accounts where policy_id = $1`, id).Scan(&p.AccountCount); err != nil {
+		return p, fmt.Errorf("policy %s: %w", id, err)
+	}
 	return p, nil
+}
+
+// PolicyAccountIDs lists the accounts a policy covers; limit 0 lists all.
+func (s *Store) PolicyAccountIDs(ctx context.Context, policyID string, limit int) ([]string, error) {
+	q := `select account_id::text from policy_accounts where policy_id = $1 order by account_id`
+	args := []any{policyID}
+	if limit > 0 {
+		q += ` limit $2`
+		args = append(args, limit)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("accounts of policy %s: %w", policyID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("accounts of policy %s: %w", policyID, err)
+	}
+	return ids, nil
 }
 
 // PoliciesForAccount lists the policies that cover an account.

@@ -74,13 +74,13 @@ func searchSuffix(s string) string {
 	return " match “" + s + "”"
 }
 
-// accountList shortens a long list of accounts.
-func accountList(accts []string) string {
-	const show = 6
-	if len(accts) <= show {
-		return strings.Join(accts, ", ")
+// accountList names a policy's first accounts and how many more it has.
+func accountList(accts []string, more int) string {
+	out := strings.Join(accts, ", ")
+	if more > 0 {
+		out += fmt.Sprintf(" and %d more", more)
 	}
-	return strings.Join(accts[:show], ", ") + fmt.Sprintf(" and %d more", len(accts)-show)
+	return out
 }
 
 // times says how often something happened.

@@ -127,7 +127,8 @@ type ImportProblem struct {
 type PolicyRow struct {
 	ID                 string
 	Name               string
-	Accounts           []string // user@asset
+	Accounts           []string // user@asset, the first few
+	More               int      // how many more accounts it covers
 	Requesters         string
 	Approvers          string
 	ApprovalRequired   bool

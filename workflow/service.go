@@ -481,7 +481,10 @@ func (s *Service) RunExpiry(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if !s.node.IsLeader() {
+		// Only the primary of a working cluster: an appliance left on its
+		// own read-only (after Unjoin) leads a cluster of one, and must not
+		// change passwords that the real cluster manages.
+		if !s.node.IsLeader() || s.node.SelfState() != cluster.StateOnline {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -23,7 +23,7 @@ func workflowEventSummary(e store.Event) string {
 	case workflow.EvRequestDenied:
 		return fmt.Sprintf("%s denied %s's request for %s.", e.Actor, d["requester"], d["account"])
 	case workflow.EvPasswordReleased:
-		return fmt.Sprintf("The password of %s was shown to %s (time %s).", d["account"], d["requester"], d["release"])
+		return fmt.Sprintf("The password of %s was shown to %s (showing %s of this check-out).", d["account"], d["requester"], d["release"])
 	case workflow.EvRequestCheckedIn:
 		return fmt.Sprintf("%s was checked in by %s.", d["account"], e.Actor)
 	case workflow.EvRequestExpired:

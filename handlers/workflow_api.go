@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -83,13 +84,18 @@ func (h *Handlers) APIAssets(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	assets, err := h.Store.Assets(r.Context(), r.URL.Query().Get("search"), limit)
+	writeList(h, w, r, assets, err, toAssetJSON)
+}
+
+// writeList answers a list read from the store, each item in its JSON form.
+func writeList[T, J any](h *Handlers, w http.ResponseWriter, r *http.Request, items []T, err error, toJSON func(T) J) {
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	out := make([]assetJSON, 0, len(assets))
-	for _, a := range assets {
-		out = append(out, toAssetJSON(a))
+	out := make([]J, 0, len(items))
+	for _, x := range items {
+		out = append(out, toJSON(x))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -162,15 +168,32 @@ func (h *Handlers) APIUpdateAsset(w http.ResponseWriter, r *http.Request) {
 	h.APIAsset(w, r)
 }
 
+// apiDelete answers DELETE of a workflow object: 204 once it is gone.
+func (h *Handlers) apiDelete(del func(context.Context, workflow.Actor, string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := timeout(r)
+		defer cancel()
+		if err := del(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
+			h.writeWorkflowError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
 // APIDeleteAsset is DELETE /api/v1/assets/{id} (an asset without accounts).
 func (h *Handlers) APIDeleteAsset(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := timeout(r)
-	defer cancel()
-	if err := h.Workflow.DeleteAsset(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
-		h.writeWorkflowError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	h.apiDelete(h.Workflow.DeleteAsset)(w, r)
+}
+
+// APIDeleteAccount is DELETE /api/v1/accounts/{id}.
+func (h *Handlers) APIDeleteAccount(w http.ResponseWriter, r *http.Request) {
+	h.apiDelete(h.Workflow.DeleteAccount)(w, r)
+}
+
+// APIDeletePolicy is DELETE /api/v1/policies/{id}.
+func (h *Handlers) APIDeletePolicy(w http.ResponseWriter, r *http.Request) {
+	h.apiDelete(h.Workflow.DeletePolicy)(w, r)
 }
 
 // --- accounts
@@ -209,15 +232,7 @@ func (h *Handlers) APIAccounts(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	accounts, err := h.Store.Accounts(r.Context(), store.AccountFilter{AssetID: q.Get("assetId"), Search: q.Get("search"), Limit: limit, Offset: offset})
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	out := make([]accountJSON, 0, len(accounts))
-	for _, a := range accounts {
-		out = append(out, toAccountJSON(a))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(h, w, r, accounts, err, toAccountJSON)
 }
 
 // APIAccount is GET /api/v1/accounts/{id} (never the password).
@@ -278,17 +293,6 @@ func (h *Handlers) APIUpdateAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.APIAccount(w, r)
-}
-
-// APIDeleteAccount is DELETE /api/v1/accounts/{id}.
-func (h *Handlers) APIDeleteAccount(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := timeout(r)
-	defer cancel()
-	if err := h.Workflow.DeleteAccount(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
-		h.writeWorkflowError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // APIImport is POST /api/v1/import with a text/csv body:
@@ -414,17 +418,6 @@ func (h *Handlers) APISavePolicy(w http.ResponseWriter, r *http.Request) {
 	h.writePolicy(w, r, http.StatusOK, newID)
 }
 
-// APIDeletePolicy is DELETE /api/v1/policies/{id}.
-func (h *Handlers) APIDeletePolicy(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := timeout(r)
-	defer cancel()
-	if err := h.Workflow.DeletePolicy(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
-		h.writeWorkflowError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
 // --- access requests
 
 type requestJSON struct {
@@ -509,15 +502,7 @@ func (h *Handlers) APIRequests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs, err := h.Store.Requests(r.Context(), f)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	out := make([]requestJSON, 0, len(rs))
-	for _, x := range rs {
-		out = append(out, toRequestJSON(x))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(h, w, r, rs, err, toRequestJSON)
 }
 
 // visibleRequest reads a request the user may see: their own, or any for

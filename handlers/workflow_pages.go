@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -452,26 +453,33 @@ func (h *Handlers) CreateAccountForm(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/assets?done=account&search="+asset.Name, http.StatusSeeOther)
 }
 
+// deleteForm handles the Delete button of a workflow object, then goes
+// back to its page.
+func (h *Handlers) deleteForm(del func(context.Context, workflow.Actor, string) error, back string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := timeout(r)
+		defer cancel()
+		if err := del(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
+			h.workflowFormError(w, r, err)
+			return
+		}
+		http.Redirect(w, r, back, http.StatusSeeOther)
+	}
+}
+
 // DeleteAssetForm is POST /assets/{id}/delete.
 func (h *Handlers) DeleteAssetForm(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := timeout(r)
-	defer cancel()
-	if err := h.Workflow.DeleteAsset(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
-		h.workflowFormError(w, r, err)
-		return
-	}
-	http.Redirect(w, r, "/assets?done=deleted", http.StatusSeeOther)
+	h.deleteForm(h.Workflow.DeleteAsset, "/assets?done=deleted")(w, r)
 }
 
 // DeleteAccountForm is POST /accounts/{id}/delete.
 func (h *Handlers) DeleteAccountForm(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := timeout(r)
-	defer cancel()
-	if err := h.Workflow.DeleteAccount(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
-		h.workflowFormError(w, r, err)
-		return
-	}
-	http.Redirect(w, r, "/assets?done=deleted", http.StatusSeeOther)
+	h.deleteForm(h.Workflow.DeleteAccount, "/assets?done=deleted")(w, r)
+}
+
+// DeletePolicyForm is POST /policies/{id}/delete.
+func (h *Handlers) DeletePolicyForm(w http.ResponseWriter, r *http.Request) {
+	h.deleteForm(h.Workflow.DeletePolicy, "/policies?done=deleted")(w, r)
 }
 
 // ImportForm is POST /import: a CSV file uploaded from the page.
@@ -555,8 +563,11 @@ func (h *Handlers) renderPolicies(w http.ResponseWriter, r *http.Request, status
 			p.FormError = ae.Message
 		}
 	}
-	if r.URL.Query().Get("done") == "saved" {
+	switch r.URL.Query().Get("done") {
+	case "saved":
 		p.Flash = "The policy was saved."
+	case "deleted":
+		p.Flash = "The policy was deleted; requests made under it keep its terms."
 	}
 	render(w, r, status, views.Policies(p))
 }
@@ -629,15 +640,4 @@ func (h *Handlers) resolveAccounts(r *http.Request, text string) ([]string, erro
 
 func splitList(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == ';' })
-}
-
-// DeletePolicyForm is POST /policies/{id}/delete.
-func (h *Handlers) DeletePolicyForm(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := timeout(r)
-	defer cancel()
-	if err := h.Workflow.DeletePolicy(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
-		h.workflowFormError(w, r, err)
-		return
-	}
-	http.Redirect(w, r, "/policies?done=saved", http.StatusSeeOther)
 }

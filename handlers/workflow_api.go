@@ -519,6 +519,17 @@ func (h *Handlers) visibleRequest(r *http.Request) (store.AccessRequest, error) 
 	return x, nil
 }
 
+// mayActOn checks that the user may act on the request of the URL as its
+// requester (showing the password, checking in): a role that requests
+// (else 403 with msg), and a request they can see.
+func (h *Handlers) mayActOn(r *http.Request, msg string) error {
+	if a := actorOf(r); !workflow.CanRequest(a.Role) {
+		return &apiError{Status: http.StatusForbidden, Message: msg + "; you are " + a.Username + " (" + a.Role + ")"}
+	}
+	_, err := h.visibleRequest(r)
+	return err
+}
+
 // APIRequest is GET /api/v1/access-requests/{id}.
 func (h *Handlers) APIRequest(w http.ResponseWriter, r *http.Request) {
 	x, err := h.visibleRequest(r)
@@ -590,11 +601,7 @@ func (h *Handlers) APIDecideRequest(approve bool) http.HandlerFunc {
 
 // APICheckin is POST /api/v1/access-requests/{id}/checkin.
 func (h *Handlers) APICheckin(w http.ResponseWriter, r *http.Request) {
-	if a := actorOf(r); !workflow.CanRequest(a.Role) {
-		forbidden(w, msgCheckin+"; you are "+a.Username+" ("+a.Role+")")
-		return
-	}
-	if _, err := h.visibleRequest(r); err != nil {
+	if err := h.mayActOn(r, msgCheckin); err != nil {
 		h.writeError(w, r, err)
 		return
 	}
@@ -611,11 +618,7 @@ func (h *Handlers) APICheckin(w http.ResponseWriter, r *http.Request) {
 // to the requester, while the request is Available. Each call is a release,
 // recorded in the audit log before the password is sent.
 func (h *Handlers) APIPassword(w http.ResponseWriter, r *http.Request) {
-	if a := actorOf(r); !workflow.CanRequest(a.Role) {
-		forbidden(w, msgRequesters+"; you are "+a.Username+" ("+a.Role+")")
-		return
-	}
-	if _, err := h.visibleRequest(r); err != nil {
+	if err := h.mayActOn(r, msgRequesters); err != nil {
 		h.writeError(w, r, err)
 		return
 	}

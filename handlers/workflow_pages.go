@@ -264,11 +264,7 @@ func (h *Handlers) DecideRequestForm(approve bool) http.HandlerFunc {
 // recorded, then the password is shown on this answer (never on a GET, so
 // it is in no history or cache).
 func (h *Handlers) ReleasePasswordForm(w http.ResponseWriter, r *http.Request) {
-	if !workflow.CanRequest(actorOf(r).Role) {
-		h.denyPage(w, r, msgRequesters)
-		return
-	}
-	if _, err := h.visibleRequest(r); err != nil {
+	if err := h.mayActOn(r, msgRequesters); err != nil {
 		h.renderError(w, r, err)
 		return
 	}
@@ -286,11 +282,7 @@ func (h *Handlers) ReleasePasswordForm(w http.ResponseWriter, r *http.Request) {
 
 // CheckinForm is POST /requests/{id}/checkin.
 func (h *Handlers) CheckinForm(w http.ResponseWriter, r *http.Request) {
-	if !workflow.CanRequest(actorOf(r).Role) {
-		h.denyPage(w, r, msgCheckin)
-		return
-	}
-	if _, err := h.visibleRequest(r); err != nil {
+	if err := h.mayActOn(r, msgCheckin); err != nil {
 		h.renderError(w, r, err)
 		return
 	}

@@ -65,6 +65,12 @@ func TestWorkflowAcrossTheCluster(t *testing.T) {
 	if status := beta.JSON(t, beta.AdminToken(t), http.MethodPost, "/api/v1/assets", map[string]string{"name": "db-2", "address": "10.0.0.2", "platform": "Linux"}, &refusal); status != http.StatusConflict || !strings.Contains(refusal.Error, "replica") {
 		t.Fatalf("create asset on a replica: status %d, %q; want 409 saying it is a replica", status, refusal.Error)
 	}
+	browser := beta.Client()
+	beta.Login(t, browser, "admin", testapp.AdminPassword)
+	resp, page := secSend(t, beta, browser, secRequest{method: "GET", path: "/assets"})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="read-only-note"`) || strings.Contains(page, `id="add-asset"`) || !strings.Contains(page, "root@db-1") {
+		t.Errorf("Assets & accounts on a replica: status %d; want the accounts, read-only, without forms:\n%s", resp.StatusCode, secShort(page))
+	}
 	if a := availabilityOf(t, alpha); !a.IsPasswordRequestAvailable || !a.IsPolicyChangeAvailable || a.ApplianceCurrentState != "Online" {
 		t.Errorf("availability of the primary: %+v", a)
 	}

@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,23 @@ func TestBrowserAccessRequest(t *testing.T) {
 	ab.screenshot("workflow-01-assets.png")
 	ab.do("open Policies", chromedp.Click(chromedp.CSS(`nav.main a[href="/policies"]`)), chromedp.WaitVisible(chromedp.CSS(`#policies tr[data-policy="Production databases"]`)))
 	ab.screenshot("workflow-02-policies.png")
+	// A file with bad lines: each is listed, nothing is imported.
+	bad := filepath.Join(t.TempDir(), "accounts.csv")
+	if err := os.WriteFile(bad, []byte("asset,address,platform,username,password\nweb-1,10.0.0.1,Linux,root,pw\nweb-1,10.0.0.9,Linux,admin,pw\nweb-2,10.0.0.2,Linux,,pw\nweb-3,10.0.0.3,Linux,root\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ab.do("import a file with bad lines",
+		chromedp.Click(chromedp.CSS(`nav.main a[href="/assets"]`)),
+		chromedp.WaitVisible(chromedp.ID("import-form")),
+		chromedp.SetUploadFiles(chromedp.ID("import-file"), []string{bad}),
+		chromedp.Click(chromedp.CSS(`#import-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("import-problems")),
+	)
+	if problems := ab.text(chromedp.CSS("#import-problems")); !strings.Contains(problems, "Line 3") || !strings.Contains(problems, "Line 4") || !strings.Contains(problems, "Line 5") {
+		t.Errorf("the import lists %q, want lines 3, 4 and 5", problems)
+	}
+	ab.do("scroll to the import", chromedp.ScrollIntoView(chromedp.ID("import-error")))
+	ab.screenshot("workflow-02b-import-problems.png")
 
 	// Rita asks for postgres@db-prod-1.
 	// Each person has a browser context of their own (their own cookies).

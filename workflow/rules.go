@@ -9,9 +9,24 @@
 // deterministically (the state of a request, at most one holder of an
 // account), since another change may have come first.
 //
-// Where a write goes is one seam, Writer: through raft (the cluster node)
-// normally. Offline Workflow Mode can put a local store behind it while the
-// member is isolated.
+// Seams for what comes next:
+//   - Where a write goes: Service.writer (a Writer), the cluster node by
+//     default. Offline Workflow Mode can put a local spool behind it while
+//     the member is isolated; every workflow change goes through
+//     Service.propose, except the primary's expiries (ExpireDue), which use
+//     the writer directly.
+//   - Whether requests are possible: Service.RequestsAvailable, which the
+//     availability endpoint reports; Offline Workflow Mode adds
+//     cluster.StateIsolated there.
+//   - What a change does: Apply, deterministic over a store.Tx. A check-in
+//     without the new password its policy requires is refused today (end);
+//     Offline Workflow Mode bypasses the change there and records
+//     AccessRequestPasswordResetByPassed.
+//   - At most one holder: the unique index access_requests_one_holder
+//     (migrations/003_workflow.sql); holders are the Available requests
+//     (store.Requests with AccountID and States), and the events of a
+//     request, in raft order (events.raft_index), give each holder's
+//     interval for a linearizability check.
 package workflow
 
 import (

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"conclave/keyring"
 	"conclave/store"
 )
 
@@ -51,16 +52,24 @@ const (
 	CmdCreateOperation = "operation.create"
 	CmdUpdateStep      = "operation.step"
 	CmdFinishOperation = "operation.finish"
+	// The cluster's data-encryption keys (cluster/secrets.go).
+	CmdPutDataKeys = "keyring.datakeys"
 )
 
 // Roles.
 const (
 	RoleAdministrator = "ApplianceAdministrator"
 	RoleHelpdesk      = "Helpdesk"
+	// The access-request workflow: a Requester asks for accounts, an
+	// Approver decides; an administrator is both.
+	RoleRequester = "Requester"
+	RoleApprover  = "Approver"
 )
 
-// Roles lists every role, most powerful first.
-var Roles = []string{RoleAdministrator, RoleHelpdesk}
+// Roles lists every role, most powerful first (an identity provider's
+// groups map to the first role any of them names). Helpdesk, which changes
+// nothing, comes last.
+var Roles = []string{RoleAdministrator, RoleApprover, RoleRequester, RoleHelpdesk}
 
 // ValidRole tells whether r names a role.
 func ValidRole(r string) bool {
@@ -78,6 +87,8 @@ type InitCluster struct {
 	Member    MemberData        `json:"member"`
 	Settings  map[string]string `json:"settings,omitempty"`
 	CA        *CA               `json:"ca,omitempty"`
+	// DataKeys seal secrets (account passwords); see cluster/secrets.go.
+	DataKeys *keyring.Keys `json:"dataKeys,omitempty"`
 }
 
 // SessionData is the data of CmdPutSession and CmdDeleteSession.
@@ -195,9 +206,13 @@ const (
 	StepSkipped   = "Skipped"
 )
 
+// Applier applies the commands of another package (the workflow) inside
+// the FSM's transaction; handled is false for a command it does not know.
+type Applier func(ctx context.Context, tx *store.Tx, cmd Command) (handled bool, err error)
+
 // apply performs cmd inside the FSM's transaction.
-func apply(ctx context.Context, tx *store.Tx, cmd Command) error {
-	if err := applyEffect(ctx, tx, cmd); err != nil {
+func apply(ctx context.Context, tx *store.Tx, cmd Command, extra Applier) error {
+	if err := applyEffect(ctx, tx, cmd, extra); err != nil {
 		return err
 	}
 	if cmd.Event != nil {
@@ -222,7 +237,7 @@ func decode[T any](cmd Command) (T, error) {
 	return v, nil
 }
 
-func applyEffect(ctx context.Context, tx *store.Tx, cmd Command) error {
+func applyEffect(ctx context.Context, tx *store.Tx, cmd Command, extra Applier) error {
 	switch cmd.Type {
 	case CmdInitCluster:
 		d, err := decode[InitCluster](cmd)
@@ -234,6 +249,11 @@ func applyEffect(ctx context.Context, tx *store.Tx, cmd Command) error {
 		}
 		if d.CA != nil {
 			if err := putCA(ctx, tx, *d.CA, cmd.At); err != nil {
+				return err
+			}
+		}
+		if d.DataKeys != nil {
+			if err := putDataKeys(ctx, tx, *d.DataKeys, cmd.At); err != nil {
 				return err
 			}
 		}
@@ -355,6 +375,17 @@ func applyEffect(ctx context.Context, tx *store.Tx, cmd Command) error {
 		}
 		return tx.InsertEvent(ctx, store.Event{ID: cmd.ID + "-unlock", Type: "ClusterUnlocked", MemberID: cmd.Member, Actor: cmd.Actor, At: cmd.At, OperationID: d.OperationID,
 			Details: map[string]string{"result": d.State}})
+	case CmdPutDataKeys:
+		d, err := decode[keyring.Keys](cmd)
+		if err != nil {
+			return err
+		}
+		return applyPutDataKeys(ctx, tx, d, cmd.At)
+	}
+	if extra != nil {
+		if handled, err := extra(ctx, tx, cmd); handled {
+			return err
+		}
 	}
 	return store.Reject("", "unknown command type %q (is every member on the same build?)", cmd.Type)
 }

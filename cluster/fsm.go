@@ -22,6 +22,8 @@ type fsm struct {
 	log     *slog.Logger
 	closing <-chan struct{}
 	applied *atomic.Uint64
+	// extra applies the commands of other packages (the workflow).
+	extra Applier
 }
 
 // ApplyResult is what raft's ApplyFuture.Response returns for a command.
@@ -49,7 +51,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	// retry until it answers or the appliance stops.
 	for attempt := 0; ; attempt++ {
 		outcome, _, err := f.store.Apply(context.Background(), l.Index, l.Term, func(tx *store.Tx) error {
-			return apply(context.Background(), tx, cmd)
+			return apply(context.Background(), tx, cmd, f.extra)
 		})
 		if err == nil {
 			f.applied.Store(l.Index)

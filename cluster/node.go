@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"conclave/keyring"
 	"conclave/store"
 )
 
@@ -103,6 +104,8 @@ type Config struct {
 	// tests cut, delay or drop links.
 	Dialer Dialer
 	Timing Timing
+	// Apply applies the commands of other packages (workflow.Apply).
+	Apply Applier
 }
 
 // raftInstance is one life of raft on this appliance. Enrollment, Unjoin
@@ -187,7 +190,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.loadCredentials(ctx); err != nil {
 		return nil, err
 	}
-	n.fsm = &fsm{store: cfg.Store, log: cfg.Log, closing: n.closing, applied: &n.applied}
+	n.fsm = &fsm{store: cfg.Store, log: cfg.Log, closing: n.closing, applied: &n.applied, extra: cfg.Apply}
 	// A member being enrolled waits, raft running but not bootstrapped,
 	// for the primary to add it.
 	bootstrap := mode.State != StateMaintenance
@@ -532,7 +535,12 @@ func (n *Node) onLeader() {
 			n.log.Error("create cluster CA", "err", err)
 			return
 		}
-		err = n.ProposeData(ctx, CmdInitCluster, "system", InitCluster{ClusterID: clusterID, Member: me, CA: &ca},
+		keys, err := keyring.New()
+		if err != nil {
+			n.log.Error("create data keys", "err", err)
+			return
+		}
+		err = n.ProposeData(ctx, CmdInitCluster, "system", InitCluster{ClusterID: clusterID, Member: me, CA: &ca, DataKeys: &keys},
 			&EventSpec{Type: "ClusterCreated", Details: map[string]string{"member": n.cfg.Name}})
 		if err != nil {
 			n.log.Error("create cluster", "err", err)
@@ -543,6 +551,9 @@ func (n *Node) onLeader() {
 		return
 	} else if err := n.refreshSelf(ctx, me); err != nil {
 		n.log.Error("update member record", "err", err)
+	}
+	if err := n.ensureDataKeys(ctx); err != nil {
+		n.log.Error("data keys", "err", err)
 	}
 	// The first member signs its own member certificate with the new CA.
 	if err := n.ensureOwnCertificate(ctx); err != nil {

@@ -134,7 +134,7 @@ func eventSummary(e store.Event) string {
 	case "OperationResultUnknown":
 		return "A " + d["kind"] + " operation was left unfinished by a primary that stopped."
 	}
-	return ""
+	return workflowEventSummary(e)
 }
 
 func eventTone(t string) string {

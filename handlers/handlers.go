@@ -27,6 +27,7 @@ import (
 	"conclave/session"
 	"conclave/store"
 	"conclave/views"
+	"conclave/workflow"
 )
 
 // Deps are what the handlers need.
@@ -45,6 +46,8 @@ type Deps struct {
 	OIDCOverride *cluster.OIDCSettings
 	// Started is closed once the appliance finished starting.
 	Started <-chan struct{}
+	// Workflow is the access-request workflow.
+	Workflow *workflow.Service
 }
 
 // Handlers serves the console and the API.

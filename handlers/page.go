@@ -8,6 +8,7 @@ import (
 	"conclave/cluster"
 	"conclave/store"
 	"conclave/views"
+	"conclave/workflow"
 )
 
 // page builds what every console page shows around its content.
@@ -32,7 +33,8 @@ func (h *Handlers) page(r *http.Request, title, nav string) views.Page {
 		},
 	}
 	if pr, ok := principal(r); ok {
-		p.User = &views.UserBadge{Username: pr.Username, Role: pr.Role, IsAdmin: pr.IsAdmin()}
+		p.User = &views.UserBadge{Username: pr.Username, Role: pr.Role, IsAdmin: pr.IsAdmin(),
+			CanRequest: workflow.CanRequest(pr.Role), CanApprove: workflow.CanApprove(pr.Role)}
 		p.Banner = h.banner(ctx)
 	}
 	switch r.URL.Query().Get("done") {

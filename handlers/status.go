@@ -32,7 +32,7 @@ func (h *Handlers) Availability(w http.ResponseWriter, r *http.Request) {
 	st := h.Node.Status()
 	primary := state == cluster.StateOnline
 	replica := state == cluster.StateReplicaWithQuorum || state == cluster.StateReplicaNoQuorum
-	quorum := state == cluster.StateOnline || state == cluster.StateReplicaWithQuorum
+	requests, _ := h.Workflow.RequestsAvailable()
 	out := availabilityJSON{
 		ApplianceID:           h.Node.ID(),
 		ApplianceName:         h.Node.Name(),
@@ -42,12 +42,13 @@ func (h *Handlers) Availability(w http.ResponseWriter, r *http.Request) {
 		IsIsolated:            state == cluster.StateIsolated,
 		IsMaintenance:         state == cluster.StateMaintenance,
 		IsReadOnly:            !primary,
-		// Requests are served while this member has consensus; the
-		// workflow itself arrives with the access-request issue.
-		IsPasswordRequestAvailable: quorum,
-		IsSshKeyRequestAvailable:   quorum,
-		IsSessionRequestAvailable:  quorum,
-		IsPolicyChangeAvailable:    quorum,
+		// Password requests are possible exactly when the workflow takes
+		// them (workflow.Service.RequestsAvailable); this product has no SSH
+		// key or session requests. Policies change on the primary only.
+		IsPasswordRequestAvailable: requests,
+		IsSshKeyRequestAvailable:   false,
+		IsSessionRequestAvailable:  false,
+		IsPolicyChangeAvailable:    h.Workflow.PolicyChangesAvailable(),
 	}
 	if primary {
 		now := time.Now().UTC()

@@ -108,6 +108,8 @@ func deterministic(err error) bool {
 var replicatedTables = []string{
 	"cluster", "cluster_keys", "settings", "members", "users", "api_tokens",
 	"operations", "cluster_lock", "events", "sessions",
+	// The access-request workflow (migrations/003_workflow.sql).
+	"assets", "accounts", "policies", "policy_accounts", "access_requests", "import_rows",
 }
 
 // ReplicatedTables lists the tables a snapshot carries.

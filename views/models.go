@@ -25,6 +25,9 @@ type UserBadge struct {
 	Username string
 	Role     string
 	IsAdmin  bool
+	// The access-request workflow's navigation.
+	CanRequest bool
+	CanApprove bool
 }
 
 // SelfBadge is the appliance serving the page.

@@ -21,6 +21,7 @@ import (
 	"conclave/pgctl"
 	"conclave/session"
 	"conclave/store"
+	"conclave/workflow"
 )
 
 // Config is an appliance's configuration; every field has a flag and an
@@ -69,6 +70,11 @@ type Appliance struct {
 	// given: it is shown once.
 	GeneratedAdminPassword string
 	AdminCreated           bool
+
+	// Workflow is the access-request workflow.
+	Workflow *workflow.Service
+	// expiryDone is closed when the expiry of check-outs has stopped.
+	expiryDone chan struct{}
 }
 
 // Start brings an appliance up and returns once it serves HTTPS.
@@ -164,12 +170,14 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 	a.Node, err = cluster.Start(ctx, cluster.Config{
 		DataDir: dataDir, Identity: identity, Name: cfg.Name, Advertise: advertise, Version: cfg.Version,
 		Store: a.Store, Log: cfg.Log, Stream: a.stream, Timing: cfg.Timing, Dialer: cfg.Dialer,
+		Apply: workflow.Apply,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.Node.AddHealthCheck(certificateCheck(cert))
 	a.Auth = auth.NewService(a.Store, a.Node, cfg.Log, cfg.Auth)
+	a.Workflow = workflow.New(a.Store, a.Node, cfg.Log)
 
 	var oidcOverride *cluster.OIDCSettings
 	if cfg.OIDC.Issuer != "" {
@@ -183,6 +191,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 		Store: a.Store, Node: a.Node, Auth: a.Auth, OIDC: auth.NewOIDC(a.Auth, nil),
 		Sessions: session.NewStore(a.Node.Sessions(), cfg.SessionIdle, cfg.SessionAbsolute),
 		Log:      cfg.Log, Version: cfg.Version, ApplianceURL: a.URL, OIDCOverride: oidcOverride, Started: a.ready,
+		Workflow: a.Workflow,
 	})
 	tlsCfg := serverTLS(cert)
 	tlsCfg.NextProtos = []string{"http/1.1"}
@@ -237,6 +246,11 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 	}
 	a.sweepDone = make(chan struct{})
 	go a.sweep(a.Store, a.Node)
+	a.expiryDone = make(chan struct{})
+	go func() {
+		defer close(a.expiryDone)
+		a.Workflow.RunExpiry(a.stop)
+	}()
 	close(a.ready)
 	return a, nil
 }
@@ -273,6 +287,9 @@ func (a *Appliance) Shutdown(ctx context.Context) error {
 	close(a.stop)
 	if a.sweepDone != nil {
 		<-a.sweepDone
+	}
+	if a.expiryDone != nil {
+		<-a.expiryDone
 	}
 	// Operations first: a step that fails because this member stops is
 	// left for the next primary, not ended as failed while requests drain.

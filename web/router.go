@@ -95,6 +95,8 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 			r.Post("/network/test", h.NetworkTest)
 			r.Get("/api/v1/cluster/links", h.APILinks)
 			r.Post("/api/v1/cluster/links/test", h.APITestLink)
+			// The access-request workflow (web/workflow_routes.go).
+			workflowUserRoutes(h, r)
 
 			// Administrators only.
 			r.Group(func(r chi.Router) {
@@ -127,6 +129,8 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.With(h.RequireWritable).Post("/api/v1/users", h.APICreateUser)
 				r.With(h.RequireWritable).Patch("/api/v1/users/{id}", h.APIUpdateUser)
 				r.With(h.RequireWritable).Delete("/api/v1/users/{id}", h.APIDisableUser)
+				// The access-request workflow (web/workflow_routes.go).
+				workflowAdminRoutes(h, r)
 			})
 		})
 	})

@@ -277,6 +277,7 @@ type routeFixture struct {
 	clients     [whoCount]*http.Client
 	tokens      [whoCount]string
 	n           int
+	wf          *workflowFixture // the access-request workflow's objects
 }
 
 func newRouteFixture(t *testing.T) *routeFixture {
@@ -296,6 +297,7 @@ func newRouteFixture(t *testing.T) *routeFixture {
 		}
 	}
 	f.operationID = secRunOperation(t, app)
+	f.wf = newWorkflowFixture(t, app)
 	return f
 }
 
@@ -355,6 +357,8 @@ type routeCase struct {
 	// fresh: the request ends the session or token it is made with, so it
 	// is made with a new one.
 	fresh bool
+	// audits: a GET that records an audit event (a password release).
+	audits bool
 }
 
 func (rc routeCase) name() string { return rc.method + " " + rc.route }
@@ -368,7 +372,7 @@ func routePath(p string) func(*routeFixture, routeWho) secRequest {
 
 // routeCases lists every route of web.Routes with what each role gets.
 func routeCases() []routeCase {
-	return []routeCase{
+	return append([]routeCase{
 		// No sign-in.
 		{method: "GET", route: "/healthz", req: routePath("/healthz"), want: forAll(http.StatusOK)},
 		{method: "GET", route: "/readyz", req: routePath("/readyz"), want: forAll(http.StatusOK)},
@@ -595,7 +599,7 @@ func routeCases() []routeCase {
 			req: func(*routeFixture, routeWho) secRequest {
 				return secRequest{path: "/node/v1/reset/lead", json: map[string]string{}}
 			}},
-	}
+	}, workflowRouteCases()...)
 }
 
 // routeNobody is an address where no appliance answers.
@@ -684,7 +688,7 @@ func TestRoutesByRole(t *testing.T) {
 					t.Errorf("%s: 500", what)
 				}
 				refused := resp.StatusCode >= 400 || (who == whoAnonymous && rc.adminOnly())
-				if rc.method == http.MethodGet || rc.method == http.MethodHead || refused {
+				if (rc.method == http.MethodGet || rc.method == http.MethodHead) && !rc.audits || refused {
 					secUnchanged(t, app, before, what)
 				}
 				if who == whoAnonymous && resp.StatusCode == http.StatusSeeOther && rc.route != "/login" && rc.route != "/logout" {

@@ -222,4 +222,3 @@ func (p *proc) cpu(b *testing.B) time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
-

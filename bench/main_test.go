@@ -32,6 +32,7 @@ func results() *Report {
 // record sets a row and fails the benchmark if the file cannot be written.
 func record(b *testing.B, key string, runs int, result, details string, met bool) {
 	b.Helper()
+	details += "; load average " + LoadAverage() + " when recorded"
 	if err := results().Set(key, runs, result, details, met); err != nil {
 		b.Fatal(err)
 	}

@@ -168,6 +168,20 @@ func Machine() string {
 	return fmt.Sprintf("%s, %d cores (nproc), %s/%s, %s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 }
 
+// LoadAverage is this machine's load average over the last minute: the
+// benchmarks share the machine, and a figure measured while other work
+// keeps the cores busy says so.
+func LoadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if f := strings.Fields(string(raw)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
+}
+
 // Median of the durations (the mean of the two middle ones for an even
 // count).
 func Median(ds []time.Duration) time.Duration {

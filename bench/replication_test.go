@@ -90,7 +90,7 @@ func BenchmarkReplication(b *testing.B) {
 			perRun, Ms(Median(maxes)), Ms(Median(ackP50s)), Ms(Median(ackP99s))),
 		p99 <= 10*time.Millisecond)
 
-	const writers = 256
+	const writers = 64
 	const duration = 5 * time.Second
 	var rates []float64
 	var applyLags []time.Duration

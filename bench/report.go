@@ -29,7 +29,9 @@ type Row struct {
 	Result  string
 	Details string
 	Runs    int
-	// Verdict: "met", "missed", or why the row is not measured.
+	// Verdict: "met", "missed", "reference (no target)" for a figure
+	// shown for comparison (its target is in parentheses), or why the row
+	// is not measured.
 	Verdict string
 }
 
@@ -91,9 +93,13 @@ func (r *Report) Set(key string, runs int, result, details string, met bool) err
 	}
 	row := &r.rows[i]
 	row.Runs, row.Result, row.Details = runs, result, details
-	row.Verdict = "missed"
-	if met {
+	switch {
+	case strings.HasPrefix(row.Target, "("):
+		row.Verdict = "reference (no target)"
+	case met:
 		row.Verdict = "met"
+	default:
+		row.Verdict = "missed"
 	}
 	return r.writeLocked()
 }

@@ -11,7 +11,7 @@ DEMO_DIR  ?= ./var/demo
 ARTIFACTS ?= $(CURDIR)/bin/test-artifacts
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run run-one generate test test-go vet fmt-check generate-check deps-run deps-test clean
+.PHONY: all build run run-one generate test test-go vet fmt-check generate-check deps-run deps-test bench clean
 
 all: build
 
@@ -68,6 +68,16 @@ test-go:
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -count=1 -timeout 20m -artifacts -outputdir=$(ARTIFACTS) ./...
 
+# The benchmarks of bench/ against their targets (enroll, replication,
+# failover, console and memory): about 10 minutes on 2 cores. Writes the
+# table to bin/bench/results.md (copy it into README.md's Benchmarks
+# section). BENCH_FLAGS passes -runs N, -rows N; BENCH=Enroll runs one.
+BENCH ?= .
+bench: deps-run build
+	@mkdir -p bin/bench
+	$(GO) test ./bench -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 30m -args \
+		-results $(CURDIR)/bin/bench/results.md -binary $(CURDIR)/$(BIN) $(BENCH_FLAGS)
+	@cat bin/bench/results.md
 
 clean:
 	rm -rf bin

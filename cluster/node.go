@@ -48,7 +48,7 @@ func DefaultTiming() Timing {
 	return Timing{
 		Heartbeat:    500 * time.Millisecond,
 		Election:     500 * time.Millisecond,
-		LeaderLease:  250 * time.Millisecond,
+		LeaderLease:  500 * time.Millisecond,
 		Commit:       1 * time.Millisecond,
 		ApplyTimeout: 10 * time.Second,
 	}

@@ -84,7 +84,7 @@ func BenchmarkConsole(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := eventsDataset.seed(b.Context(), st, *rowsFlag, self[0].ID); err != nil {
+	if _, err := seedAccounts(b.Context(), st, *rowsFlag); err != nil {
 		b.Fatal(err)
 	}
 	st.Close()
@@ -129,48 +129,61 @@ func BenchmarkConsole(b *testing.B) {
 		b.Fatalf("warm-up: %d errors, first: %v", errs, err)
 	}
 	loadRSS := make([]int64, members)
-	var p50s, p99s, cpuPerReq []time.Duration
-	var errors int64
-	var firstErr error
-	for run := 0; run < runs(); run++ {
-		stop := make(chan struct{})
-		sampled := make(chan struct{})
-		go func() {
-			defer close(sampled)
-			for {
-				for i, p := range procs {
-					loadRSS[i] = max(loadRSS[i], p.rss(b))
+	pageLoad := func(key, page, path string, check func(string) error) {
+		var p50s, p99s, cpuPerReq []time.Duration
+		var errors int64
+		var firstErr error
+		for run := 0; run < runs(); run++ {
+			stop := make(chan struct{})
+			sampled := make(chan struct{})
+			go func() {
+				defer close(sampled)
+				for {
+					for i, p := range procs {
+						loadRSS[i] = max(loadRSS[i], p.rss(b))
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(250 * time.Millisecond):
+					}
 				}
-				select {
-				case <-stop:
-					return
-				case <-time.After(250 * time.Millisecond):
-				}
+			}()
+			cpuBefore := primary.cpu(b)
+			lat, errs, err := load(c, "https://"+primary.addr+path, rate, loadFor, check)
+			cpuPerReq = append(cpuPerReq, (primary.cpu(b)-cpuBefore)/time.Duration(len(lat)))
+			close(stop)
+			<-sampled
+			if len(lat) != int(loadFor/(time.Second/rate)) {
+				b.Fatalf("%d answers, want %d", len(lat), int(loadFor/(time.Second/rate)))
 			}
-		}()
-		cpuBefore := primary.cpu(b)
-		lat, errs, err := load(c, "https://"+primary.addr+"/", rate, loadFor, check)
-		cpuPerReq = append(cpuPerReq, (primary.cpu(b)-cpuBefore)/time.Duration(len(lat)))
-		close(stop)
-		<-sampled
-		if len(lat) != int(loadFor/(time.Second/rate)) {
-			b.Fatalf("%d answers, want %d", len(lat), int(loadFor/(time.Second/rate)))
+			errors += errs
+			if firstErr == nil {
+				firstErr = err
+			}
+			p50s, p99s = append(p50s, Percentile(lat, 50)), append(p99s, Percentile(lat, 99))
 		}
-		errors += errs
-		if firstErr == nil {
-			firstErr = err
+		p99 := Median(p99s)
+		errNote := "no errors"
+		if errors > 0 {
+			errNote = fmt.Sprintf("%d errors, first: %v", errors, firstErr)
 		}
-		p50s, p99s = append(p50s, Percentile(lat, 50)), append(p99s, Percentile(lat, 99))
+		record(b, key, runs(), fmt.Sprintf("p50 %s, p99 %s; %s", Ms(Median(p50s)), Ms(p99), errNote),
+			fmt.Sprintf("%d requests/s for %s per run to the primary's %s, open loop (latency counts from when a request was due), one signed-in session, each answer checked to show all %d members; the primary spends %s of CPU per request; %d accounts replicated",
+				rate, loadFor, page, members, Ms(Median(cpuPerReq)), *rowsFlag),
+			p99 <= 10*time.Millisecond && errors == 0)
 	}
-	p99 := Median(p99s)
-	errNote := "no errors"
-	if errors > 0 {
-		errNote = fmt.Sprintf("%d errors, first: %v", errors, firstErr)
-	}
-	record(b, "console-cluster", runs(), fmt.Sprintf("p50 %s, p99 %s; %s", Ms(Median(p50s)), Ms(p99), errNote),
-		fmt.Sprintf("%d requests/s for %s per run to the primary's cluster view, open loop (latency counts from when a request was due), one signed-in session, each answer checked to list all %d members; the primary spends %s of CPU per request; %d rows replicated",
-			rate, loadFor, members, Ms(Median(cpuPerReq)), *rowsFlag),
-		p99 <= 10*time.Millisecond && errors == 0)
+	pageLoad("console-cluster", "cluster view", "/", check)
+	// The Network page: a row of the matrix for every member, and a cell
+	// to every member.
+	pageLoad("console-network", "Network page", "/network", func(body string) error {
+		for _, n := range names {
+			if !strings.Contains(body, `data-from="`+n+`"`) || !strings.Contains(body, `data-to="`+n+`"`) {
+				return fmt.Errorf("the Network page does not show the links of member %s", n)
+			}
+		}
+		return nil
+	})
 
 	var worst int64
 	var perMember []string
@@ -179,7 +192,7 @@ func BenchmarkConsole(b *testing.B) {
 		perMember = append(perMember, fmt.Sprintf("%s %s idle (CPU %.1f%%) / %s loaded", names[i], Bytes(idleRSS[i]), idleCPU[i], Bytes(loadRSS[i])))
 	}
 	record(b, "memory", runs(), fmt.Sprintf("largest %s", Bytes(worst)),
-		fmt.Sprintf("VmRSS of each `conclave serve` process (its PostgreSQL not included), idle for %s after %s to settle, and the most seen under the load above: %s; %d rows of %s",
-			idleFor, settleFor, strings.Join(perMember, "; "), *rowsFlag, eventsDataset.name),
+		fmt.Sprintf("VmRSS of each `conclave serve` process (its PostgreSQL not included), idle for %s after %s to settle, and the most seen under the loads above: %s; %d %s",
+			idleFor, settleFor, strings.Join(perMember, "; "), *rowsFlag, accountsDataset.name),
 		worst <= 100_000_000)
 }

@@ -9,28 +9,71 @@ import (
 	"testing"
 	"time"
 
+	"conclave/cluster"
 	"conclave/internal/testapp"
 	"conclave/internal/testpg"
+	"conclave/keyring"
 	"conclave/store"
 	"conclave/web"
 )
 
-// dataset is what the primary holds for the enroll and memory benchmarks.
-// Until the workflow's accounts and assets exist, it is audit events of
-// about an account's size, inserted straight into the primary's database;
-// an accounts dataset replaces it by giving another seed and table.
+// dataset is what the primary holds for the enroll and memory benchmarks:
+// accounts with sealed passwords on their assets, 20 accounts an asset,
+// copied straight into the primary's database (store.SeedAccounts) as the
+// workflow itself would have written them.
 type dataset struct {
-	name  string // as the table says it
-	table string // the replicated table that gets the rows
-	seed  func(ctx context.Context, st *store.Store, n int, memberID string) error
+	name   string   // as the table says it
+	tables []string // the replicated tables that get the rows
 }
 
-var eventsDataset = dataset{
-	name:  "audit events (stand-in for accounts)",
-	table: "events",
-	seed: func(ctx context.Context, st *store.Store, n int, memberID string) error {
-		return st.SeedEvents(ctx, n, memberID)
-	},
+const accountsPerAsset = 20
+
+var accountsDataset = dataset{name: "accounts with sealed passwords, 20 an asset", tables: []string{"accounts", "assets"}}
+
+// seedAccounts gives st n accounts (and n/20 assets), each password sealed
+// with the cluster's data key, and returns the accounts' IDs.
+func seedAccounts(ctx context.Context, st *store.Store, n int) ([]string, error) {
+	var keys keyring.Keys
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// The primary creates the data key right after its election.
+		if keys, err = cluster.LoadDataKeys(ctx, st); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+	}
+	return st.SeedAccounts(ctx, n, accountsPerAsset, func(id string, i int) (string, error) {
+		return keys.Seal([]byte(fmt.Sprintf("Bench-password-%07d!", i)), "account:"+id)
+	})
+}
+
+// countRows counts each table of the dataset on st.
+func (d dataset) countRows(ctx context.Context, st *store.Store) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, t := range d.tables {
+		n, err := st.CountRows(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		out[t] = n
+	}
+	return out, nil
+}
+
+// sameRows fails unless st holds as many rows of each table as want.
+func (d dataset) sameRows(b *testing.B, who string, st *store.Store, want map[string]int64) {
+	b.Helper()
+	got, err := d.countRows(b.Context(), st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range d.tables {
+		if got[t] != want[t] {
+			b.Fatalf("%s holds %d rows of %s, want %d", who, got[t], t, want[t])
+		}
+	}
 }
 
 func withDialer(d *CountingDialer) testapp.Option { return func(c *web.Config) { c.Dialer = d } }
@@ -38,7 +81,7 @@ func withDialer(d *CountingDialer) testapp.Option { return func(c *web.Config) {
 // copyBaseline pipes the replicated tables of src into a fresh database
 // with PostgreSQL COPY (binary), the way a snapshot moves them but with no
 // raft, TLS or network in between, and returns how long it took.
-func copyBaseline(b *testing.B, src *store.Store, table string, want int64) time.Duration {
+func copyBaseline(b *testing.B, src *store.Store, ds dataset, want map[string]int64) time.Duration {
 	b.Helper()
 	ctx := b.Context()
 	dst, err := store.Open(ctx, testpg.NewDatabase(b))
@@ -61,9 +104,7 @@ func copyBaseline(b *testing.B, src *store.Store, table string, want int64) time
 		b.Fatalf("COPY baseline: %v", err)
 	}
 	took := time.Since(start)
-	if got, err := dst.CountRows(ctx, table); err != nil || got != want {
-		b.Fatalf("COPY baseline copied %d rows of %s, want %d (%v)", got, table, want, err)
-	}
+	ds.sameRows(b, "the COPY baseline's database", dst, want)
 	return took
 }
 
@@ -71,23 +112,24 @@ func copyBaseline(b *testing.B, src *store.Store, table string, want int64) time
 // -rows rows, measured through the real operation (JSON API, snapshot over
 // TLS, catch-up, consistency check), beside the plain COPY baseline.
 func BenchmarkEnroll(b *testing.B) {
-	ds := eventsDataset
+	ds := accountsDataset
 	ctx := b.Context()
 	primaryNet := &CountingDialer{}
 	primary := testapp.Start(b, testapp.Named("primary"), withDialer(primaryNet))
 	seedStart := time.Now()
-	if err := ds.seed(ctx, primary.Store, *rowsFlag, primary.Node.ID()); err != nil {
+	if _, err := seedAccounts(ctx, primary.Store, *rowsFlag); err != nil {
 		b.Fatal(err)
 	}
-	want, err := primary.Store.CountRows(ctx, ds.table)
-	if err != nil || want < int64(*rowsFlag) {
-		b.Fatalf("seeded %d rows, want at least %d (%v)", want, *rowsFlag, err)
+	want, err := ds.countRows(ctx, primary.Store)
+	if err != nil || want["accounts"] != int64(*rowsFlag) {
+		b.Fatalf("seeded %v rows, want %d accounts (%v)", want, *rowsFlag, err)
 	}
-	b.Logf("seeded %d rows of %s in %s", want, ds.table, time.Since(seedStart))
+	rows := want["accounts"] + want["assets"]
+	b.Logf("seeded %v in %s", want, time.Since(seedStart))
 
 	var baseline []time.Duration
 	for run := 0; run < runs(); run++ {
-		baseline = append(baseline, copyBaseline(b, primary.Store, ds.table, want))
+		baseline = append(baseline, copyBaseline(b, primary.Store, ds, want))
 	}
 
 	var total, snapshot, catchUp, consistency []time.Duration
@@ -105,10 +147,7 @@ func BenchmarkEnroll(b *testing.B) {
 		if op.State != "Succeeded" {
 			b.Fatalf("add replica: %s: %s; steps %+v", op.State, op.Error, op.Steps)
 		}
-		got, err := replica.Store.CountRows(ctx, ds.table)
-		if err != nil || got < want {
-			b.Fatalf("the replica holds %d rows of %s, want %d (%v)", got, ds.table, want, err)
-		}
+		ds.sameRows(b, "the replica", replica.Store, want)
 		total = append(total, took)
 		snapshot = append(snapshot, op.StepDuration("Snapshot transfer"))
 		catchUp = append(catchUp, op.StepDuration("Catch-up"))
@@ -127,12 +166,12 @@ func BenchmarkEnroll(b *testing.B) {
 		replica.Stop(b)
 	}
 	med := Median(total)
-	rowsPerSec := float64(want) / Median(snapshot).Seconds()
+	rowsPerSec := float64(rows) / Median(snapshot).Seconds()
 	record(b, "enroll-copy", runs(), Secs(Median(baseline)),
-		fmt.Sprintf("%d rows of %s; runs: %s", want, ds.name, durations(baseline)), true)
+		fmt.Sprintf("%d accounts and %d assets (%s); runs: %s", want["accounts"], want["assets"], ds.name, durations(baseline)), true)
 	record(b, "enroll", runs(), Secs(med),
-		fmt.Sprintf("%d rows of %s; snapshot transfer %s (%.0f rows/s), catch-up %s, consistency check %s; %s over the network; COPY baseline %s; runs: %s",
-			want, ds.name, Secs(Median(snapshot)), rowsPerSec, Secs(Median(catchUp)), Secs(Median(consistency)),
+		fmt.Sprintf("%d accounts and %d assets (%s), every row counted on the replica; snapshot transfer %s (%.0f rows/s), catch-up %s, consistency check %s; %s over the network; COPY baseline %s; runs: %s",
+			want["accounts"], want["assets"], ds.name, Secs(Median(snapshot)), rowsPerSec, Secs(Median(catchUp)), Secs(Median(consistency)),
 			Bytes(int64(MedianFloat(bytes))), Secs(Median(baseline)), durations(total)),
 		med <= 15*time.Second)
 }

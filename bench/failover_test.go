@@ -228,3 +228,26 @@ func durations(ds []time.Duration) string {
 	}
 	return s
 }
+
+// The failover benchmarks' write: an audit event, one raft command applied
+// in one transaction on every member; what they time is when a new primary
+// accepts one, not the write itself.
+const writeType = "BenchmarkWrite"
+
+func write(ctx context.Context, app *testapp.App, n int) error {
+	return app.Node.RecordEvent(ctx, "bench", cluster.EventSpec{Type: writeType, Details: map[string]string{"n": fmt.Sprint(n)}})
+}
+
+// checkWrites checks that every member holds exactly want writes.
+func checkWrites(b *testing.B, apps []*testapp.App, want int64) {
+	b.Helper()
+	for _, a := range apps {
+		got, err := a.Store.CountEvents(b.Context(), writeType)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got != want {
+			b.Fatalf("%s holds %d acknowledged writes, want %d", a.Cfg.Name, got, want)
+		}
+	}
+}

@@ -10,16 +10,9 @@ import (
 
 	"conclave/cluster"
 	"conclave/internal/testapp"
+	"conclave/store"
+	"conclave/workflow"
 )
-
-// The stand-in write until the workflow's check-outs exist: an audit event,
-// one raft command applied in one transaction on every member, like a
-// check-out will be.
-const writeType = "BenchmarkWrite"
-
-func write(ctx context.Context, app *testapp.App, n int) error {
-	return app.Node.RecordEvent(ctx, "bench", cluster.EventSpec{Type: writeType, Details: map[string]string{"n": fmt.Sprint(n)}})
-}
 
 // waitAllApplied spins until every app has applied index; it returns when
 // the last did. Polling an atomic costs microseconds, so the time is exact
@@ -36,87 +29,158 @@ func waitAllApplied(ctx context.Context, apps []*testapp.App, index uint64) erro
 	return nil
 }
 
-// checkWrites checks that every member holds exactly want stand-in writes.
-func checkWrites(b *testing.B, apps []*testapp.App, want int64) {
+// checkoutCluster is 3 members holding checkoutAccounts accounts, a policy
+// without approval over the first len(writers)·perWriter of them, and
+// requesters who may use it.
+type checkoutCluster struct {
+	apps       []*testapp.App
+	requesters []workflow.Actor
+	accountIDs []string // covered by the policy
+}
+
+const (
+	checkoutAccounts = 100_000 // held by the cluster, so that the tables are not toy-sized
+	checkoutWriters  = 64
+	accountsAWriter  = 50 // each writer goes round its own accounts
+	requesterUsers   = 8
+)
+
+func startCheckoutCluster(b *testing.B) *checkoutCluster {
 	b.Helper()
-	for _, a := range apps {
-		got, err := a.Store.CountEvents(b.Context(), writeType)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if got != want {
-			b.Fatalf("%s holds %d acknowledged writes, want %d", a.Cfg.Name, got, want)
+	ctx := b.Context()
+	primary := testapp.Start(b, testapp.Named(memberName(0)))
+	ids, err := seedAccounts(ctx, primary.Store, checkoutAccounts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	apps := []*testapp.App{primary}
+	for i := 1; i < 3; i++ {
+		r := testapp.Start(b, testapp.Named(memberName(i)))
+		primary.AddReplica(b, r)
+		apps = append(apps, r)
+	}
+	c := &checkoutCluster{apps: apps, accountIDs: ids[:checkoutWriters*accountsAWriter]}
+	for i := 0; i < requesterUsers; i++ {
+		name := fmt.Sprintf("requester-%d", i+1)
+		id := primary.CreateUser(b, name, "requester-password-0123", cluster.RoleRequester)
+		c.requesters = append(c.requesters, workflow.Actor{UserID: id, Username: name, Role: cluster.RoleRequester})
+	}
+	admin := primary.CreateUser(b, "bench-admin", "admin-password-0123456", cluster.RoleAdministrator)
+	if _, err := primary.Workflow.SavePolicy(ctx, workflow.Actor{UserID: admin, Username: "bench-admin", Role: cluster.RoleAdministrator}, "", workflow.PolicyInput{
+		Name: "Servers", AccountIDs: c.accountIDs, Requesters: []string{cluster.RoleRequester},
+		DurationMinutes: 60, ChangeAfterCheckin: true,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// checkout requests an account (checked out at once) and returns the
+// request's ID.
+func (c *checkoutCluster) checkout(ctx context.Context, who workflow.Actor, account string) (string, error) {
+	return c.apps[0].Workflow.Request(ctx, who, account, "benchmark")
+}
+
+// checkRequests checks that every member holds exactly checkedIn requests
+// checked in and available ones open.
+func (c *checkoutCluster) checkRequests(b *testing.B, checkedIn, available int64) {
+	b.Helper()
+	for _, a := range c.apps {
+		for state, want := range map[string]int64{store.RequestCheckedIn: checkedIn, store.RequestAvailable: available} {
+			got, err := a.Store.CountRequests(b.Context(), state)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got != want {
+				b.Fatalf("%s holds %d requests %s, want %d", a.Cfg.Name, got, state, want)
+			}
 		}
 	}
 }
 
-// BenchmarkReplication: latency of one write until every member of 3 has
-// applied it, and sustained committed writes per second.
+// BenchmarkReplication: latency of one check-out until every member of 3
+// has applied it, and sustained committed check-outs per second, both
+// through the workflow (workflow.Service on the primary, as the console
+// and the API call it).
 func BenchmarkReplication(b *testing.B) {
-	apps := formCluster(b, 3, nil)
-	primary := apps[0]
+	c := startCheckoutCluster(b)
+	apps, primary := c.apps, c.apps[0]
 	ctx := b.Context()
-	var written int64
+	var done int64 // check-outs checked in so far
 
 	const perRun = 500
 	var p50s, p99s, ackP50s, ackP99s []time.Duration
 	var maxes []time.Duration
+	who := c.requesters[0]
 	for run := 0; run < runs(); run++ {
 		lat := make([]time.Duration, 0, perRun)
 		ack := make([]time.Duration, 0, perRun)
 		for i := 0; i < perRun; i++ {
 			start := time.Now()
-			if err := write(ctx, primary, i); err != nil {
-				b.Fatalf("write %d: %v", i, err)
+			id, err := c.checkout(ctx, who, c.accountIDs[i%len(c.accountIDs)])
+			if err != nil {
+				b.Fatalf("check-out %d: %v", i, err)
 			}
 			ack = append(ack, time.Since(start))
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := waitAllApplied(wctx, apps, primary.Node.AppliedIndex())
+			err = waitAllApplied(wctx, apps, primary.Node.AppliedIndex())
 			cancel()
 			if err != nil {
 				b.Fatal(err)
 			}
 			lat = append(lat, time.Since(start))
+			if err := primary.Workflow.Checkin(ctx, who, id); err != nil {
+				b.Fatalf("check-in %d: %v", i, err)
+			}
 		}
-		written += perRun
+		done += perRun
 		p50s, p99s = append(p50s, Percentile(lat, 50)), append(p99s, Percentile(lat, 99))
 		maxes = append(maxes, Percentile(lat, 100))
 		ackP50s, ackP99s = append(ackP50s, Percentile(ack, 50)), append(ackP99s, Percentile(ack, 99))
 	}
-	checkWrites(b, apps, written)
+	if err := waitAllApplied(ctx, apps, primary.Node.AppliedIndex()); err != nil {
+		b.Fatal(err)
+	}
+	c.checkRequests(b, done, 0)
 	p99 := Median(p99s)
 	record(b, "repl-latency", runs(), fmt.Sprintf("p50 %s, p99 %s", Ms(Median(p50s)), Ms(p99)),
-		fmt.Sprintf("%d sequential writes per run; max %s; acknowledged on the primary (committed and applied there): p50 %s, p99 %s; every write counted on every member",
-			perRun, Ms(Median(maxes)), Ms(Median(ackP50s)), Ms(Median(ackP99s))),
+		fmt.Sprintf("%d sequential check-outs per run (workflow.Service.Request on the primary: its checks, then one raft command), each checked in before the next, untimed; max %s; acknowledged on the primary (committed and applied there): p50 %s, p99 %s; every check-out counted on every member; %d accounts in the cluster",
+			perRun, Ms(Median(maxes)), Ms(Median(ackP50s)), Ms(Median(ackP99s)), checkoutAccounts),
 		p99 <= 10*time.Millisecond)
 
-	const writers = 64
 	const duration = 5 * time.Second
 	var rates []float64
 	var applyLags []time.Duration
 	for run := 0; run < runs(); run++ {
-		var acked atomic.Int64
+		var checkouts atomic.Int64
 		var failed atomic.Value
 		var wg sync.WaitGroup
 		start := time.Now()
 		stop := start.Add(duration)
-		for w := 0; w < writers; w++ {
+		for w := 0; w < checkoutWriters; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				who := c.requesters[w%len(c.requesters)]
+				mine := c.accountIDs[w*accountsAWriter : (w+1)*accountsAWriter]
 				for i := 0; time.Now().Before(stop); i++ {
-					if err := write(ctx, primary, i); err != nil {
-						failed.Store(err)
+					id, err := c.checkout(ctx, who, mine[i%len(mine)])
+					if err != nil {
+						failed.Store(fmt.Errorf("check-out: %w", err))
 						return
 					}
-					acked.Add(1)
+					checkouts.Add(1)
+					if err := primary.Workflow.Checkin(ctx, who, id); err != nil {
+						failed.Store(fmt.Errorf("check-in: %w", err))
+						return
+					}
 				}
 			}()
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
 		if err, _ := failed.Load().(error); err != nil {
-			b.Fatalf("a write was not acknowledged: %v", err)
+			b.Fatalf("not acknowledged: %v", err)
 		}
 		// Committed and applied on the primary; the replicas follow.
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -126,12 +190,13 @@ func BenchmarkReplication(b *testing.B) {
 			b.Fatal(err)
 		}
 		applyLags = append(applyLags, time.Since(start)-elapsed)
-		written += acked.Load()
-		checkWrites(b, apps, written)
-		rates = append(rates, float64(acked.Load())/elapsed.Seconds())
+		done += checkouts.Load()
+		c.checkRequests(b, done, 0)
+		rates = append(rates, float64(checkouts.Load())/elapsed.Seconds())
 	}
 	rate := MedianFloat(rates)
-	record(b, "repl-throughput", runs(), fmt.Sprintf("%.0f writes/s", rate),
-		fmt.Sprintf("%d writers for %s per run; replicas done %s after the last acknowledgement; every write counted on every member", writers, duration, Ms(Median(applyLags))),
+	record(b, "repl-checkouts", runs(), fmt.Sprintf("%.0f check-outs/s", rate),
+		fmt.Sprintf("%d requesters for %s per run, %d requester users, each requester going round its own %d accounts of a policy without approval that changes the password at check-in; each check-out then checked in, so the cluster commits %.0f workflow commands/s; replicas done %s after the last acknowledgement; every check-out and check-in counted on every member; %d accounts in the cluster",
+			checkoutWriters, duration, requesterUsers, accountsAWriter, 2*rate, Ms(Median(applyLags)), checkoutAccounts),
 		rate >= 3000)
 }

@@ -3,6 +3,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // SeedEvents inserts n synthetic audit events straight into this database,
@@ -51,6 +56,53 @@ func (s *Store) CountEvents(ctx context.Context, typ string) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, `select count(*) from events where type = $1`, typ).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count events of type %s: %w", typ, err)
+	}
+	return n, nil
+}
+
+// SeedAccounts inserts n synthetic accounts, perAsset on each of
+// ceil(n/perAsset) assets, straight into this database with COPY, outside
+// raft, like SeedEvents. seal returns the sealed password of account i
+// (its ID given), so that the rows are what the workflow itself writes.
+// It returns the accounts' IDs in order. Never used by the appliance
+// itself.
+func (s *Store) SeedAccounts(ctx context.Context, n, perAsset int, seal func(accountID string, i int) (string, error)) ([]string, error) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	assets := (n + perAsset - 1) / perAsset
+	assetIDs := make([]pgtype.UUID, assets)
+	for i := range assetIDs {
+		assetIDs[i] = pgtype.UUID{Bytes: uuid.New(), Valid: true}
+	}
+	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"assets"}, []string{"id", "name", "address", "platform", "created_at", "updated_at"},
+		pgx.CopyFromSlice(assets, func(i int) ([]any, error) {
+			return []any{assetIDs[i], fmt.Sprintf("bench-server-%07d", i), fmt.Sprintf("10.%d.%d.%d", i/65536%256, i/256%256, i%256), "Linux SSH", at, at}, nil
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("seed assets: %w", err)
+	}
+	ids := make([]string, n)
+	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{"accounts"}, []string{"id", "asset_id", "username", "secret", "created_at", "password_changed_at"},
+		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+			id := uuid.New()
+			ids[i] = id.String()
+			secret, err := seal(ids[i], i)
+			if err != nil {
+				return nil, err
+			}
+			return []any{pgtype.UUID{Bytes: id, Valid: true}, assetIDs[i/perAsset], fmt.Sprintf("svc-%02d", i%perAsset), secret, at, at}, nil
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("seed accounts: %w", err)
+	}
+	return ids, nil
+}
+
+// CountRequests counts the access requests in a state; benchmarks check
+// with it that every acknowledged check-out arrived on every member.
+func (s *Store) CountRequests(ctx context.Context, state string) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `select count(*) from access_requests where state = $1`, state).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count access requests %s: %w", state, err)
 	}
 	return n, nil
 }

@@ -33,6 +33,8 @@ type APIToken struct {
 
 const userSelect = `select id, username, role, password_hash, source, subject, disabled, created_at, updated_at from users`
 
+const userByIDSQL = userSelect + ` where id = $1`
+
 func scanUser(row pgx.Row) (User, error) {
 	var u User
 	err := row.Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &u.Source, &u.Subject, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
@@ -41,7 +43,7 @@ func scanUser(row pgx.Row) (User, error) {
 
 // UserByID returns one user.
 func (s *Store) UserByID(ctx context.Context, id string) (User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx, userSelect+` where id = $1`, id))
+	u, err := scanUser(s.pool.QueryRow(ctx, userByIDSQL, id))
 	if err != nil {
 		return u, fmt.Errorf("user %s: %w", id, err)
 	}

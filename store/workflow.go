@@ -272,9 +272,11 @@ func (s *Store) AccountByID(ctx context.Context, id string) (Account, error) {
 	return a, nil
 }
 
+const accountForUpdateSQL = accountSelect + ` where a.id = $1 for update of a`
+
 // AccountByID returns one account inside the FSM's transaction, locked.
 func (t *Tx) AccountByID(ctx context.Context, id string) (Account, error) {
-	a, err := scanAccount(t.tx.QueryRow(ctx, accountSelect+` where a.id = $1 for update of a`, id))
+	a, err := scanAccount(t.tx.QueryRow(ctx, accountForUpdateSQL, id))
 	if err != nil {
 		return a, fmt.Errorf("account %s: %w", id, err)
 	}
@@ -417,21 +419,17 @@ func (s *Store) PoliciesForAccount(ctx context.Context, accountID string) ([]Pol
 	return policiesForAccount(ctx, s.pool, accountID)
 }
 
-// PoliciesForAccount lists the policies that cover an account, inside the
-// FSM's transaction.
-func (t *Tx) PoliciesForAccount(ctx context.Context, accountID string) ([]Policy, error) {
-	return policiesForAccount(ctx, t.tx, accountID)
-}
-
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
+
+const policiesOfAccountSQL = policySelect + ` where exists (select 1 from policy_accounts pa where pa.policy_id = p.id and pa.account_id = $1) order by lower(p.name)`
 
 func policiesForAccount(ctx context.Context, q querier, accountID string) ([]Policy, error) {
 	if !isUUID(accountID) {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, policySelect+` where exists (select 1 from policy_accounts pa where pa.policy_id = p.id and pa.account_id = $1) order by lower(p.name)`, accountID)
+	rows, err := q.Query(ctx, policiesOfAccountSQL, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("policies of account %s: %w", accountID, err)
 	}
@@ -825,7 +823,7 @@ func isUUID(s string) bool {
 // UserByID reads a user inside the FSM's transaction (the workflow checks
 // roles where it applies a command).
 func (t *Tx) UserByID(ctx context.Context, id string) (User, error) {
-	u, err := scanUser(t.tx.QueryRow(ctx, userSelect+` where id = $1`, id))
+	u, err := scanUser(t.tx.QueryRow(ctx, userByIDSQL, id))
 	if err != nil {
 		return u, fmt.Errorf("user %s: %w", id, err)
 	}
@@ -843,19 +841,4 @@ func (t *Tx) PolicyExists(ctx context.Context, id string) error {
 		return Reject("id", "no policy with this id")
 	}
 	return nil
-}
-
-// OpenRequestOf returns the ID of a user's Pending or Available request
-// for an account, or "".
-func (t *Tx) OpenRequestOf(ctx context.Context, accountID, userID string) (string, error) {
-	var id string
-	err := t.tx.QueryRow(ctx, `select id::text from access_requests where account_id = $1 and requester_id = $2 and state in ('Pending', 'Available') limit 1`,
-		accountID, userID).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("open requests: %w", err)
-	}
-	return id, nil
 }

@@ -309,7 +309,11 @@ func requestDetails(r store.AccessRequest) map[string]string {
 }
 
 func (a *applier) user(ctx context.Context, id string) (store.User, error) {
-	u, err := a.tx.UserByID(ctx, id)
+	return activeUser(a.tx.UserByID(ctx, id))
+}
+
+// activeUser refuses a user the cluster does not know or has disabled.
+func activeUser(u store.User, err error) (store.User, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return u, store.Reject("", "the user is not known to the cluster")
 	}
@@ -320,21 +324,20 @@ func (a *applier) user(ctx context.Context, id string) (store.User, error) {
 }
 
 func (a *applier) createRequest(ctx context.Context, d CreateRequest) error {
-	u, err := a.user(ctx, d.RequesterID)
+	// One round trip for the four reads (store.Tx.RequestInputs).
+	in, err := a.tx.RequestInputs(ctx, d.RequesterID, d.AccountID)
 	if err != nil {
 		return err
 	}
-	acct, err := a.tx.AccountByID(ctx, d.AccountID)
-	if errors.Is(err, store.ErrNotFound) {
+	u, err := activeUser(in.User, in.UserErr)
+	if err != nil {
+		return err
+	}
+	acct := in.Account
+	if errors.Is(in.AccountErr, store.ErrNotFound) {
 		return store.Reject("accountId", "no account with this id")
-	} else if err != nil {
-		return err
 	}
-	policies, err := a.tx.PoliciesForAccount(ctx, d.AccountID)
-	if err != nil {
-		return err
-	}
-	p, ok := policyFor(policies, d.PolicyID, u.Username, u.Role)
+	p, ok := policyFor(in.Policies, d.PolicyID, u.Username, u.Role)
 	if !ok {
 		return store.Reject("accountId", "no access policy lets %s request %s@%s", u.Username, acct.Username, acct.AssetName)
 	}
@@ -343,10 +346,7 @@ func (a *applier) createRequest(ctx context.Context, d CreateRequest) error {
 	if acct.Holder != "" && !p.ApprovalRequired {
 		return heldRefusal(acct)
 	}
-	open, err := a.tx.OpenRequestOf(ctx, d.AccountID, d.RequesterID)
-	if err != nil {
-		return err
-	}
+	open := in.OpenRequestID
 	if open != "" {
 		return store.Reject("accountId", "you have an open request for %s@%s already", acct.Username, acct.AssetName)
 	}

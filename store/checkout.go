@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RequestInputs is what applying a new access request reads: the
+// requester, the account with its holder (locked), the policies that cover
+// it, and the requester's open request for it. UserErr and AccountErr are
+// ErrNotFound when there is no such user or account.
+type RequestInputs struct {
+	User          User
+	UserErr       error
+	Account       Account
+	AccountErr    error
+	Policies      []Policy
+	OpenRequestID string
+}
+
+// openRequestSQL finds a user's Pending or Available request for an account.
+const openRequestSQL = `select id::text from access_requests where account_id = $1 and requester_id = $2 and state in ('Pending', 'Available') limit 1`
+
+// RequestInputs reads them inside the FSM's transaction in one round trip
+// to PostgreSQL (a pgx batch) instead of four: the FSM applies commands one
+// after another, so every round trip of a check-out is paid once per
+// check-out on every member.
+func (t *Tx) RequestInputs(ctx context.Context, userID, accountID string) (RequestInputs, error) {
+	var in RequestInputs
+	if !isUUID(accountID) {
+		in.User, in.UserErr = t.UserByID(ctx, userID)
+		if in.UserErr != nil && !errors.Is(in.UserErr, ErrNotFound) {
+			return in, in.UserErr
+		}
+		in.AccountErr = ErrNotFound
+		return in, nil
+	}
+	b := &pgx.Batch{}
+	b.Queue(userByIDSQL, userID)
+	b.Queue(accountForUpdateSQL, accountID)
+	b.Queue(policiesOfAccountSQL, accountID)
+	b.Queue(openRequestSQL, accountID, userID)
+	br := t.tx.SendBatch(ctx, b)
+	defer br.Close()
+	in.User, in.UserErr = scanUser(br.QueryRow())
+	if in.UserErr != nil && !errors.Is(in.UserErr, ErrNotFound) {
+		return in, fmt.Errorf("user %s: %w", userID, in.UserErr)
+	}
+	in.Account, in.AccountErr = scanAccount(br.QueryRow())
+	if in.AccountErr != nil && !errors.Is(in.AccountErr, ErrNotFound) {
+		return in, fmt.Errorf("account %s: %w", accountID, in.AccountErr)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return in, fmt.Errorf("policies of account %s: %w", accountID, err)
+	}
+	if in.Policies, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Policy, error) { return scanPolicy(r) }); err != nil {
+		return in, fmt.Errorf("policies of account %s: %w", accountID, err)
+	}
+	if err := br.QueryRow().Scan(&in.OpenRequestID); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return in, fmt.Errorf("open requests: %w", err)
+	}
+	return in, br.Close()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -64,4 +65,75 @@ func (t *Tx) RequestInputs(ctx context.Context, userID, accountID string) (Reque
 		return in, fmt.Errorf("open requests: %w", err)
 	}
 	return in, br.Close()
+}
+
+// CheckinInputs is what applying a check-in reads: the user checking in
+// and the request (locked). UserErr and RequestErr are ErrNotFound when
+// there is no such user or request.
+type CheckinInputs struct {
+	User       User
+	UserErr    error
+	Request    AccessRequest
+	RequestErr error
+}
+
+// CheckinInputs reads them in one round trip (see RequestInputs).
+func (t *Tx) CheckinInputs(ctx context.Context, userID, requestID string) (CheckinInputs, error) {
+	var in CheckinInputs
+	if !isUUID(requestID) {
+		in.User, in.UserErr = t.UserByID(ctx, userID)
+		if in.UserErr != nil && !errors.Is(in.UserErr, ErrNotFound) {
+			return in, in.UserErr
+		}
+		in.RequestErr = ErrNotFound
+		return in, nil
+	}
+	b := &pgx.Batch{}
+	b.Queue(userByIDSQL, userID)
+	b.Queue(requestForUpdateSQL, requestID)
+	br := t.tx.SendBatch(ctx, b)
+	defer br.Close()
+	in.User, in.UserErr = scanUser(br.QueryRow())
+	if in.UserErr != nil && !errors.Is(in.UserErr, ErrNotFound) {
+		return in, fmt.Errorf("user %s: %w", userID, in.UserErr)
+	}
+	in.Request, in.RequestErr = scanRequest(br.QueryRow())
+	if in.RequestErr != nil && !errors.Is(in.RequestErr, ErrNotFound) {
+		return in, fmt.Errorf("access request %s: %w", requestID, in.RequestErr)
+	}
+	return in, br.Close()
+}
+
+// CheckoutEnd is the end of a check-out (checked in or expired): the
+// request's new state, the account's next password when it changes, and
+// the audit events.
+type CheckoutEnd struct {
+	RequestID string
+	State     string // RequestCheckedIn or RequestExpired
+	By        string
+	At        time.Time
+	AccountID string
+	NewSecret string // sealed; empty when the password stays
+	Events    []Event
+}
+
+// EndCheckout writes the end of a check-out in one round trip.
+func (t *Tx) EndCheckout(ctx context.Context, e CheckoutEnd) error {
+	b := &pgx.Batch{}
+	b.Queue(`update access_requests set state = $2, ended_by = $3, ended_at = $4, password_changed = $5 where id = $1`,
+		e.RequestID, e.State, e.By, e.At, e.NewSecret != "")
+	if e.NewSecret != "" {
+		b.Queue(`update accounts set secret = $2, password_changed_at = $3 where id = $1`, e.AccountID, e.NewSecret, e.At)
+	}
+	for _, ev := range e.Events {
+		args, err := t.eventArgs(ev)
+		if err != nil {
+			return err
+		}
+		b.Queue(insertEventSQL, args...)
+	}
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("end check-out of request %s: %w", e.RequestID, err)
+	}
+	return nil
 }

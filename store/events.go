@@ -34,20 +34,29 @@ type EventFilter struct {
 
 // InsertEvent appends an event to the audit log.
 func (t *Tx) InsertEvent(ctx context.Context, e Event) error {
+	args, err := t.eventArgs(e)
+	if err != nil {
+		return err
+	}
+	if _, err = t.tx.Exec(ctx, insertEventSQL, args...); err != nil {
+		return fmt.Errorf("insert event %s: %w", e.Type, err)
+	}
+	return nil
+}
+
+const insertEventSQL = `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details) values ($1, $2, $3, $4, $5, $6, $7, $8)
+		on conflict (id) do nothing`
+
+// eventArgs are the arguments of insertEventSQL for e.
+func (t *Tx) eventArgs(e Event) ([]any, error) {
 	details, err := json.Marshal(e.Details)
 	if err != nil {
-		return fmt.Errorf("event details: %w", err)
+		return nil, fmt.Errorf("event details: %w", err)
 	}
 	if e.Details == nil {
 		details = []byte("{}")
 	}
-	_, err = t.tx.Exec(ctx, `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details) values ($1, $2, $3, $4, $5, $6, $7, $8)
-		on conflict (id) do nothing`,
-		e.ID, t.Index, e.Type, e.MemberID, e.Actor, e.At, e.OperationID, details)
-	if err != nil {
-		return fmt.Errorf("insert event %s: %w", e.Type, err)
-	}
-	return nil
+	return []any{e.ID, t.Index, e.Type, e.MemberID, e.Actor, e.At, e.OperationID, details}, nil
 }
 
 // Events lists events newest first.

@@ -549,10 +549,12 @@ func (s *Store) RequestByID(ctx context.Context, id string) (AccessRequest, erro
 	return r, nil
 }
 
+const requestForUpdateSQL = requestSelect + ` where r.id = $1 for update of r`
+
 // RequestForUpdate returns an access request inside the FSM's transaction,
 // locked.
 func (t *Tx) RequestForUpdate(ctx context.Context, id string) (AccessRequest, error) {
-	r, err := scanRequest(t.tx.QueryRow(ctx, requestSelect+` where r.id = $1 for update of r`, id))
+	r, err := scanRequest(t.tx.QueryRow(ctx, requestForUpdateSQL, id))
 	if err != nil {
 		return r, fmt.Errorf("access request %s: %w", id, err)
 	}
@@ -610,23 +612,6 @@ func (t *Tx) DecideRequest(ctx context.Context, id, state, by, comment string, a
 func (t *Tx) RecordRelease(ctx context.Context, id string, at time.Time) error {
 	if _, err := t.tx.Exec(ctx, `update access_requests set releases = releases + 1, last_released_at = $2 where id = $1`, id, at); err != nil {
 		return fmt.Errorf("record release: %w", err)
-	}
-	return nil
-}
-
-// EndRequest ends an Available request (CheckedIn or Expired).
-func (t *Tx) EndRequest(ctx context.Context, id, state, by string, at time.Time, passwordChanged bool) error {
-	if _, err := t.tx.Exec(ctx, `update access_requests set state = $2, ended_by = $3, ended_at = $4, password_changed = $5 where id = $1`,
-		id, state, by, at, passwordChanged); err != nil {
-		return fmt.Errorf("end access request: %w", err)
-	}
-	return nil
-}
-
-// SetAccountSecret replaces an account's sealed password.
-func (t *Tx) SetAccountSecret(ctx context.Context, accountID, secret string, at time.Time) error {
-	if _, err := t.tx.Exec(ctx, `update accounts set secret = $2, password_changed_at = $3 where id = $1`, accountID, secret, at); err != nil {
-		return fmt.Errorf("set account password: %w", err)
 	}
 	return nil
 }

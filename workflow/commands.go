@@ -203,12 +203,17 @@ type applier struct {
 // event records an audit event of this command; a command may record
 // several (a check-in and the password change it caused).
 func (a *applier) event(ctx context.Context, typ string, details map[string]string) error {
+	return a.tx.InsertEvent(ctx, a.newEvent(typ, details))
+}
+
+// newEvent is the next audit event of this command, not yet written.
+func (a *applier) newEvent(typ string, details map[string]string) store.Event {
 	id := a.cmd.ID
 	if a.events > 0 {
 		id += "-" + strconv.Itoa(a.events)
 	}
 	a.events++
-	return a.tx.InsertEvent(ctx, store.Event{ID: id, Type: typ, MemberID: a.cmd.Member, Actor: a.cmd.Actor, At: a.cmd.At, Details: details})
+	return store.Event{ID: id, Type: typ, MemberID: a.cmd.Member, Actor: a.cmd.Actor, At: a.cmd.At, Details: details}
 }
 
 func (a *applier) putAsset(ctx context.Context, d PutAsset) error {
@@ -447,10 +452,12 @@ func (a *applier) decideRequest(ctx context.Context, d DecideRequest) error {
 func (a *applier) request(ctx context.Context, id string) (store.AccessRequest, error) {
 	r, err := a.tx.RequestForUpdate(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return r, store.Reject("id", "no access request with this id")
+		return r, noRequest
 	}
 	return r, err
 }
+
+var noRequest = store.Reject("id", "no access request with this id")
 
 func (a *applier) release(ctx context.Context, d ByID) error {
 	r, err := a.request(ctx, d.ID)
@@ -485,13 +492,18 @@ func releasable(r store.AccessRequest, userID string, at time.Time) error {
 }
 
 func (a *applier) checkin(ctx context.Context, d Checkin) error {
-	u, err := a.user(ctx, d.UserID)
+	// One round trip for both reads (store.Tx.CheckinInputs).
+	in, err := a.tx.CheckinInputs(ctx, d.UserID, d.RequestID)
 	if err != nil {
 		return err
 	}
-	r, err := a.request(ctx, d.RequestID)
+	u, err := activeUser(in.User, in.UserErr)
 	if err != nil {
 		return err
+	}
+	r := in.Request
+	if errors.Is(in.RequestErr, store.ErrNotFound) {
+		return noRequest
 	}
 	if r.State != store.RequestAvailable {
 		return store.Reject("", "the request is %s, not checked out", r.State)
@@ -507,19 +519,14 @@ func (a *applier) end(ctx context.Context, r store.AccessRequest, newSecret, sta
 	if r.ChangeAfterCheckin && newSecret == "" {
 		return store.Reject("", "the request's policy changes the password after check-in, and no new password came with the command")
 	}
-	if err := a.tx.EndRequest(ctx, r.ID, state, by, a.cmd.At, r.ChangeAfterCheckin); err != nil {
-		return err
+	// One round trip for every write (store.Tx.EndCheckout).
+	end := store.CheckoutEnd{RequestID: r.ID, State: state, By: by, At: a.cmd.At, AccountID: r.AccountID,
+		Events: []store.Event{a.newEvent(ev, requestDetails(r))}}
+	if r.ChangeAfterCheckin {
+		end.NewSecret = newSecret
+		end.Events = append(end.Events, a.newEvent(EvPasswordChanged, requestDetails(r)))
 	}
-	if err := a.event(ctx, ev, requestDetails(r)); err != nil {
-		return err
-	}
-	if !r.ChangeAfterCheckin {
-		return nil
-	}
-	if err := a.tx.SetAccountSecret(ctx, r.AccountID, newSecret, a.cmd.At); err != nil {
-		return err
-	}
-	return a.event(ctx, EvPasswordChanged, requestDetails(r))
+	return a.tx.EndCheckout(ctx, end)
 }
 
 func (a *applier) expire(ctx context.Context, d Expire) error {

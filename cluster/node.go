@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/singleflight"
 	"io"
 	"log/slog"
 	"net"
@@ -147,6 +148,9 @@ type Node struct {
 	lastLeader  atomic.Value // string: the last leader this member knew
 	statusMu    sync.Mutex
 	statusCache map[string]cachedStatus
+	// statusFlight makes concurrent page views that find a member's status
+	// stale share one request to it instead of each sending its own.
+	statusFlight singleflight.Group
 	// historyMu guards historyCache: other members' link history (links.go).
 	historyMu    sync.Mutex
 	historyCache map[string]cachedHistory

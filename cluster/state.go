@@ -203,17 +203,24 @@ func (n *Node) peerStatus(ctx context.Context, id, addr string) (PeerStatus, tim
 	if ok && time.Since(c.at) < time.Second {
 		return c.st, c.at, c.err
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	st, err := n.peers.Status(ctx, addr)
-	c = cachedStatus{st: st, err: err, at: time.Now().UTC()}
-	n.statusMu.Lock()
-	if n.statusCache == nil {
-		n.statusCache = map[string]cachedStatus{}
-	}
-	n.statusCache[id] = c
-	n.statusMu.Unlock()
-	return st, c.at, err
+	// Under load, many requests find the status stale at once: one asks,
+	// the others wait for its answer. The request is not tied to the
+	// caller that happened to start it, which may give up first.
+	v, _, _ := n.statusFlight.Do(id, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		st, err := n.peers.Status(ctx, addr)
+		c := cachedStatus{st: st, err: err, at: time.Now().UTC()}
+		n.statusMu.Lock()
+		if n.statusCache == nil {
+			n.statusCache = map[string]cachedStatus{}
+		}
+		n.statusCache[id] = c
+		n.statusMu.Unlock()
+		return c, nil
+	})
+	c = v.(cachedStatus)
+	return c.st, c.at, c.err
 }
 
 // OwnStatus is what this member answers on GET /node/v1/status.

@@ -208,19 +208,28 @@ func (n *Node) LinkHistory(ctx context.Context, from, to, rng string) ([]store.L
 	if ok && time.Since(c.at) < historyCacheFor {
 		return c.samples, c.err
 	}
-	samples, err := n.askLinkHistory(ctx, from, to, rng)
-	n.historyMu.Lock()
-	if n.historyCache == nil {
-		n.historyCache = map[string]cachedHistory{}
-	}
-	for k, v := range n.historyCache {
-		if time.Since(v.at) >= historyCacheFor {
-			delete(n.historyCache, k)
+	// Page views that find the answer stale share one request (see
+	// peerStatus), not tied to the caller that started it.
+	v, _, _ := n.statusFlight.Do("history "+key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		defer cancel()
+		samples, err := n.askLinkHistory(ctx, from, to, rng)
+		c := cachedHistory{samples: samples, err: err, at: time.Now()}
+		n.historyMu.Lock()
+		if n.historyCache == nil {
+			n.historyCache = map[string]cachedHistory{}
 		}
-	}
-	n.historyCache[key] = cachedHistory{samples: samples, err: err, at: time.Now()}
-	n.historyMu.Unlock()
-	return samples, err
+		for k, v := range n.historyCache {
+			if time.Since(v.at) >= historyCacheFor {
+				delete(n.historyCache, k)
+			}
+		}
+		n.historyCache[key] = c
+		n.historyMu.Unlock()
+		return c, nil
+	})
+	c = v.(cachedHistory)
+	return c.samples, c.err
 }
 
 // historyCacheFor is how long an answer to a history request is kept.

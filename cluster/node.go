@@ -149,7 +149,8 @@ type Node struct {
 	statusMu    sync.Mutex
 	statusCache map[string]cachedStatus
 	// statusFlight makes concurrent page views that find a member's status
-	// stale share one request to it instead of each sending its own.
+	// (or a link's history) stale share one request to it instead of each
+	// sending its own.
 	statusFlight singleflight.Group
 	// historyMu guards historyCache: other members' link history (links.go).
 	historyMu    sync.Mutex

@@ -143,6 +143,8 @@ type Node struct {
 	enrollKey    atomic.Pointer[[]byte] // the key of the certificate being issued
 	// healthChecks are added before the node serves requests.
 	healthChecks []HealthCheck
+	// backups: where backups go and their schedule (backup.go).
+	backups *Backups
 }
 
 // ErrNotLeader is returned for a proposal when no primary can be reached.
@@ -534,6 +536,10 @@ func (n *Node) onLeader() {
 	// The first member signs its own member certificate with the new CA.
 	if err := n.ensureOwnCertificate(ctx); err != nil {
 		n.log.Error("member certificate", "err", err)
+	}
+	// An appliance restored from a backup becomes a cluster of its own.
+	if err := n.finishRestore(ctx); err != nil {
+		n.log.Error("finish restore", "err", err)
 	}
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.runner.settleOrphans(ctx)

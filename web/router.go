@@ -113,6 +113,16 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.With(h.RequireWritable).Post("/api/v1/users", h.APICreateUser)
 				r.With(h.RequireWritable).Patch("/api/v1/users/{id}", h.APIUpdateUser)
 				r.With(h.RequireWritable).Delete("/api/v1/users/{id}", h.APIDisableUser)
+
+				// Backup and restore (handlers/backups.go).
+				r.Get("/backups", h.BackupsPage)
+				r.Post("/backups", h.CreateBackupForm)
+				r.Get("/backups/{name}", h.DownloadBackup)
+				r.Post("/backups/restore", h.RestoreForm)
+				r.Get("/api/v1/backups", h.APIBackups)
+				r.Post("/api/v1/backups", h.APICreateBackup)
+				r.Get("/api/v1/backups/{name}", h.DownloadBackup)
+				r.Post("/api/v1/backups/restore", h.APIRestore)
 			})
 		})
 	})

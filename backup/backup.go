@@ -111,13 +111,13 @@ type header struct {
 
 // Errors a reader returns; the message says what is wrong with the file.
 var (
-	ErrNotBackup      = errors.New("this file is not a Conclave backup")
-	ErrWrongPass      = errors.New("the passphrase is wrong for this backup")
-	ErrTampered       = errors.New("the backup's manifest was altered or damaged: its authentication fails")
-	ErrDamaged        = errors.New("the backup is damaged: a chunk fails authentication")
-	ErrTruncated      = errors.New("the backup is truncated: it ends before its last chunk")
-	ErrTrailing       = errors.New("the backup has data after its last chunk")
-	ErrUnsupported    = errors.New("the backup was written in a format this build does not know")
+	ErrNotBackup       = errors.New("this file is not a Conclave backup")
+	ErrWrongPass       = errors.New("the passphrase is wrong for this backup")
+	ErrTampered        = errors.New("the backup's manifest was altered or damaged: its authentication fails")
+	ErrDamaged         = errors.New("the backup is damaged: a chunk fails authentication")
+	ErrTruncated       = errors.New("the backup is truncated: it ends before its last chunk")
+	ErrTrailing        = errors.New("the backup has data after its last chunk")
+	ErrUnsupported     = errors.New("the backup was written in a format this build does not know")
 	ErrShortPassphrase = fmt.Errorf("the passphrase must have at least %d characters", MinPassphrase)
 )
 

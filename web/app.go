@@ -42,6 +42,13 @@ type Config struct {
 	SessionIdle     time.Duration
 	SessionAbsolute time.Duration
 	Log             *slog.Logger
+	// Backups: where they are kept (default <data-dir>/backups) and the
+	// schedule (BackupEvery 0: none), with the passphrase that encrypts
+	// scheduled backups.
+	BackupDir        string
+	BackupEvery      time.Duration
+	BackupKeep       int
+	BackupPassphrase string
 }
 
 // Appliance is a running appliance.
@@ -169,6 +176,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 		return nil, err
 	}
 	a.Node.AddHealthCheck(certificateCheck(cert))
+	a.Node.ConfigureBackups(&cluster.Backups{Dir: cfg.BackupDir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep, Passphrase: cfg.BackupPassphrase})
 	a.Auth = auth.NewService(a.Store, a.Node, cfg.Log, cfg.Auth)
 
 	var oidcOverride *cluster.OIDCSettings
@@ -237,6 +245,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 	}
 	a.sweepDone = make(chan struct{})
 	go a.sweep(a.Store, a.Node)
+	a.Node.RunBackupSchedule()
 	close(a.ready)
 	return a, nil
 }

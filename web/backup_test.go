@@ -281,3 +281,69 @@ func newerBackup(t *testing.T, app *testapp.App) []byte {
 	w.Close()
 	return buf.Bytes()
 }
+
+// TestRestoreOffline is what 'conclave admin restore' does: refused while
+// the appliance runs; once stopped, the data is replaced, and at its next
+// start the appliance is Online Read-only in a cluster of its own.
+func TestRestoreOffline(t *testing.T) {
+	ctx := context.Background()
+	source := testapp.Start(t, named("source"))
+	token := source.AdminToken(t)
+	source.CreateUser(t, "keeper", "keeper-password-1", cluster.RoleAdministrator)
+	made, file := makeBackup(t, source, token)
+	path := filepath.Join(t.TempDir(), made.Name)
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	target := testapp.Start(t, named("target"))
+	st, err := store.Open(ctx, target.Cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dir := target.Cfg.DataDir
+	id, _, _ := cluster.LoadIdentity(dir)
+	if _, err := cluster.RestoreOffline(ctx, dir, st, id, path, backupPass, "test"); err == nil || !strings.Contains(err.Error(), "running") {
+		t.Fatalf("restore into a running appliance: %v", err)
+	}
+	target.Stop(t)
+	before := map[string]store.TableChecksum{}
+	if snap, err := st.BeginSnapshot(ctx); err == nil {
+		before, _ = snap.Checksums(ctx)
+		snap.Close(ctx)
+	}
+	bad := append([]byte{}, file...)
+	bad = bad[:len(bad)-1]
+	os.WriteFile(path+".bad", bad, 0o600)
+	if _, err := cluster.RestoreOffline(ctx, dir, st, id, path+".bad", backupPass, "test"); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated backup: %v", err)
+	}
+	snap, _ := st.BeginSnapshot(ctx)
+	after, _ := snap.Checksums(ctx)
+	snap.Close(ctx)
+	if !equalSums(before, after) {
+		t.Fatal("a refused offline restore changed the data")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft", "log.bolt")); err != nil {
+		t.Fatalf("a refused offline restore lost the raft log: %v", err)
+	}
+
+	if _, err := cluster.RestoreOffline(ctx, dir, st, id, path, backupPass, "test"); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	target = target.Restart(t)
+	waitFor(t, "the restored appliance to stand alone", func() bool {
+		return target.Node.SelfState() == cluster.StateStandaloneRO && !target.Node.Mode().RestorePending
+	})
+	if _, err := target.Store.UserByUsername(ctx, "keeper"); err != nil {
+		t.Fatalf("the backup's user: %v", err)
+	}
+	if c, _ := target.Store.Cluster(ctx); c.ID == made.Manifest.ClusterID {
+		t.Error("the restored appliance kept the source's cluster identity")
+	}
+	ms, _ := target.Store.Members(ctx)
+	if len(ms) != 1 || ms[0].ID != target.Node.ID() {
+		t.Errorf("members: %+v", ms)
+	}
+}

@@ -58,6 +58,7 @@ func (h *Handlers) ActivityPage(w http.ResponseWriter, r *http.Request) {
 		f = store.EventFilter{}
 	}
 	f.Limit = p.Limit
+	p.Chain = h.auditChain(ctx)
 	events, err := h.Store.Events(ctx, f)
 	if err != nil {
 		h.renderError(w, r, err)

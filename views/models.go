@@ -211,6 +211,15 @@ type ActivityPage struct {
 	Members []Option
 	Filter  ActivityFilter
 	Limit   int
+	// Chain is the audit log's hash chain check.
+	Chain AuditChain
+}
+
+// AuditChain is the result of verifying the audit log's hash chain.
+type AuditChain struct {
+	Checked int
+	Broken  string // what breaks it, naming the first broken event; "" when intact
+	Error   string // the check could not run
 }
 
 // ActivityFilter echoes the filter form.

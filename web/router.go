@@ -82,6 +82,7 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 			r.Get("/api/v1/cluster/status", h.APIStatus)
 			r.Get("/api/v1/operations/{id}", h.APIOperation)
 			r.Get("/api/v1/events", h.APIEvents)
+			r.Get("/api/v1/events/chain", h.APIAuditChain)
 			r.Get("/api/v1/users", h.APIUsers)
 
 			// Administrators only.

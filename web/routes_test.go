@@ -413,6 +413,7 @@ func routeCases() []routeCase {
 			}},
 		{method: "GET", route: "/api/v1/events", req: routePath("/api/v1/events?type=UserCreated"), want: forAPIUsers(http.StatusOK)},
 		{method: "GET", route: "/api/v1/users", req: routePath("/api/v1/users"), want: forAPIUsers(http.StatusOK)},
+		{method: "GET", route: "/api/v1/events/chain", req: routePath("/api/v1/events/chain"), want: forAPIUsers(http.StatusOK)},
 
 		// Only administrators change.
 		{method: "POST", route: "/users", want: forAdmins(http.StatusSeeOther),

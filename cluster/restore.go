@@ -212,15 +212,10 @@ func RestoreOffline(ctx context.Context, dataDir string, st *store.Store, self I
 			return backup.Manifest{}, fmt.Errorf("this appliance is a member of a cluster of %d (with %s): restore onto a fresh appliance, or Unjoin this one first", len(members), m.Name)
 		}
 	}
-	raftDir := filepath.Join(dataDir, "raft")
-	if _, err := os.Stat(filepath.Join(raftDir, "log.bolt")); err == nil {
-		// A running appliance holds its raft log locked.
-		db, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "log.bolt"), BoltOptions: &bbolt.Options{Timeout: time.Second}})
-		if err != nil {
-			return backup.Manifest{}, fmt.Errorf("the appliance seems to be running (its raft log is locked: %v): stop it first", err)
-		}
-		db.Close()
+	if err := CheckStopped(dataDir); err != nil {
+		return backup.Manifest{}, err
 	}
+	raftDir := filepath.Join(dataDir, "raft")
 	m, err := CheckBackupFile(ctx, st, path, passphrase)
 	if err != nil {
 		return m, err
@@ -246,4 +241,18 @@ func RestoreOffline(ctx context.Context, dataDir string, st *store.Store, self I
 	}
 	os.RemoveAll(aside)
 	return m, nil
+}
+
+// CheckStopped refuses when the appliance of dataDir runs: it holds its
+// raft log locked.
+func CheckStopped(dataDir string) error {
+	path := filepath.Join(dataDir, "raft", "log.bolt")
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	db, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: time.Second}})
+	if err != nil {
+		return fmt.Errorf("the appliance is running (its raft log is locked: %v): stop it first", err)
+	}
+	return db.Close()
 }

@@ -69,6 +69,13 @@ func adminRestore(args []string, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Touch nothing of a running appliance, its PostgreSQL above all.
+	if err := cluster.CheckStopped(dir); err != nil {
+		return fmt.Errorf("admin restore: nothing was changed: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "postgres", "postmaster.pid")); err == nil && *dbURL == "" {
+		return fmt.Errorf("admin restore: nothing was changed: the appliance's PostgreSQL is running (%s exists): stop the appliance first", filepath.Join(dir, "postgres", "postmaster.pid"))
+	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	url := *dbURL

@@ -129,6 +129,9 @@ func eventSummary(e store.Event) string {
 	case "OperationResultUnknown":
 		return "A " + d["kind"] + " operation was left unfinished by a primary that stopped."
 	}
+	if s := backupEventSummary(e); s != "" {
+		return s
+	}
 	return ""
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"conclave/backup"
 	"conclave/cluster"
+	"conclave/store"
 	"conclave/views"
 )
 
@@ -25,6 +26,16 @@ const maxBackupUpload = 8 << 30
 
 // backupTimeout bounds making or restoring a backup for one request.
 const backupTimeout = 30 * time.Minute
+
+// longRequest lets one request outlast the server's read and write
+// timeouts (a minute): making, downloading and uploading a backup of a large
+// cluster take longer.
+func longRequest(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(backupTimeout)
+	rc.SetReadDeadline(deadline)
+	rc.SetWriteDeadline(deadline)
+}
 
 // returnPages are the confirmation pages that offer "Back up first", and
 // what their "Continue" button says.
@@ -94,6 +105,7 @@ func (h *Handlers) CreateBackupForm(w http.ResponseWriter, r *http.Request) {
 		h.renderError(w, r, err)
 		return
 	}
+	longRequest(w)
 	ret := r.PostFormValue("return")
 	pass := r.PostFormValue("passphrase")
 	if pass != r.PostFormValue("passphrase2") {
@@ -137,6 +149,7 @@ func (h *Handlers) DownloadBackup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	longRequest(w)
 	me, _ := principal(r)
 	if err := h.Node.RecordEvent(r.Context(), me.Username, cluster.EventSpec{Type: "BackupDownloaded", Details: map[string]string{"file": name}}); err != nil {
 		h.Log.Warn("record backup download", "err", err)
@@ -189,6 +202,7 @@ func (h *Handlers) APICreateBackup(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, badRequest("passphrase", "%v", backup.ErrShortPassphrase))
 		return
 	}
+	longRequest(w)
 	me, _ := principal(r)
 	ctx, cancel := context.WithTimeout(r.Context(), backupTimeout)
 	defer cancel()
@@ -286,6 +300,7 @@ func (h *Handlers) restore(w http.ResponseWriter, r *http.Request) (backup.Manif
 	if err := h.Node.CheckRestore(r.Context()); err != nil {
 		return backup.Manifest{}, err
 	}
+	longRequest(w)
 	path, pass, err := h.receiveBackup(w, r)
 	if path != "" {
 		defer os.Remove(path)
@@ -319,4 +334,20 @@ func (h *Handlers) APIRestore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"state": h.Node.SelfState(), "manifest": m})
+}
+
+// backupEventSummary says what a backup event means in a sentence.
+func backupEventSummary(e store.Event) string {
+	d := e.Details
+	switch e.Type {
+	case "BackupCreated":
+		return fmt.Sprintf("A %s backup was made at raft index %s (%s bytes): %s.", d["kind"], d["raftIndex"], d["bytes"], d["file"])
+	case "BackupDownloaded":
+		return fmt.Sprintf("%s downloaded the backup %s.", e.Actor, d["file"])
+	case "BackupFailed":
+		return "The scheduled backup failed: " + d["error"] + "."
+	case "BackupRestored":
+		return "This appliance was " + d["reason"] + "."
+	}
+	return ""
 }

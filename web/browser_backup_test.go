@@ -70,5 +70,12 @@ func TestBrowserBackups(t *testing.T) {
 	if after := tableSums(t, app); !equalSums(before, after) {
 		t.Errorf("a refused restore changed the data")
 	}
+
+	// The Activity Center shows the backup and says the audit log holds.
+	b.do("open the Activity Center", chromedp.Navigate(app.URL+"/activity"), chromedp.WaitVisible(chromedp.ID("audit-chain")))
+	if msg := b.text(chromedp.CSS("#audit-chain")); !strings.Contains(msg, "Audit log intact") {
+		t.Errorf("audit chain: %q", msg)
+	}
+	b.screenshot("activity-chain.png")
 	b.checkConsole()
 }

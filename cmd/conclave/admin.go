@@ -13,8 +13,6 @@ import (
 	"strings"
 
 	"conclave/cluster"
-	"conclave/pgctl"
-	"conclave/store"
 )
 
 const adminUsage = `Usage:
@@ -78,26 +76,16 @@ func adminRestore(args []string, in io.Reader, out io.Writer) error {
 	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	url := *dbURL
-	if url == "" {
+	if *dbURL == "" {
 		if _, err := os.Stat(filepath.Join(dir, "postgres")); err != nil {
 			return fmt.Errorf("admin restore: %s has no private PostgreSQL: start the appliance once (conclave serve) or give --database-url", dir)
 		}
-		pg, err := pgctl.Start(ctx, filepath.Join(dir, "postgres"), log)
-		if err != nil {
-			return fmt.Errorf("admin restore: start the appliance's PostgreSQL (is the appliance running? stop it first): %w", err)
-		}
-		defer pg.Stop()
-		url = pg.URL()
 	}
-	st, err := store.Open(ctx, url)
+	st, _, _, closeDB, err := openDatabase(ctx, dir, *dbURL, log)
 	if err != nil {
-		return err
+		return fmt.Errorf("admin restore: %w", err)
 	}
-	defer st.Close()
-	if _, _, err := st.Migrate(ctx); err != nil {
-		return err
-	}
+	defer closeDB()
 	id, _, err := cluster.LoadIdentity(dir)
 	if err != nil {
 		return err

@@ -212,31 +212,45 @@ func migrate(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	url := f.cfg.DatabaseURL
-	if url == "" {
-		if err := os.MkdirAll(f.cfg.DataDir, 0o700); err != nil {
-			return err
-		}
-		if os.Geteuid() == 0 {
-			os.Chmod(f.cfg.DataDir, 0o711)
-		}
-		pg, err := pgctl.Start(ctx, f.cfg.DataDir+"/postgres", f.cfg.Log)
-		if err != nil {
-			return err
-		}
-		defer pg.Stop()
-		url = pg.URL()
+	if err := os.MkdirAll(f.cfg.DataDir, 0o700); err != nil {
+		return err
 	}
-	st, err := store.Open(ctx, url)
+	_, from, to, closeDB, err := openDatabase(context.Background(), f.cfg.DataDir, f.cfg.DatabaseURL, f.cfg.Log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	from, to, err := st.Migrate(ctx)
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	fmt.Printf("database schema: version %d → %d\n", from, to)
 	return nil
+}
+
+// openDatabase opens and migrates the appliance's database while the
+// appliance is stopped: the one at url, or else its private PostgreSQL,
+// started for the time being. closeDB closes it and stops that PostgreSQL.
+func openDatabase(ctx context.Context, dataDir, url string, log *slog.Logger) (st *store.Store, from, to int32, closeDB func(), err error) {
+	var pg *pgctl.Server
+	stop := func() {
+		if pg != nil {
+			pg.Stop()
+		}
+	}
+	if url == "" {
+		if os.Geteuid() == 0 {
+			os.Chmod(dataDir, 0o711)
+		}
+		if pg, err = pgctl.Start(ctx, dataDir+"/postgres", log); err != nil {
+			return nil, 0, 0, nil, err
+		}
+		url = pg.URL()
+	}
+	if st, err = store.Open(ctx, url); err != nil {
+		stop()
+		return nil, 0, 0, nil, err
+	}
+	if from, to, err = st.Migrate(ctx); err != nil {
+		st.Close()
+		stop()
+		return nil, 0, 0, nil, err
+	}
+	return st, from, to, func() { st.Close(); stop() }, nil
 }

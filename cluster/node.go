@@ -145,6 +145,8 @@ type Node struct {
 	healthChecks []HealthCheck
 	// backups: where backups go and their schedule (backup.go).
 	backups *Backups
+	// chainCache: the last check of the audit chain (auditchain.go).
+	chainCache atomic.Pointer[chainResult]
 }
 
 // ErrNotLeader is returned for a proposal when no primary can be reached.

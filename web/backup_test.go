@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,6 +107,18 @@ func TestBackupRestoreOntoFreshAppliance(t *testing.T) {
 		map[string]any{"disabled": true}, nil); status != http.StatusOK {
 		t.Fatalf("disable user: %d", status)
 	}
+	// The confirmations of Unjoin and Failover offer a backup first, and
+	// come back to themselves.
+	browser := alpha.Client()
+	alpha.Login(t, browser, "admin", testapp.AdminPassword)
+	betaID := members(t, alpha, token)["beta"].ID
+	for _, page := range []string{"/cluster/members/" + betaID + "/unjoin", "/cluster/members/" + betaID + "/failover"} {
+		resp, body := secSend(t, alpha, browser, secRequest{method: "GET", path: page})
+		if want := `href="/backups?return=` + url.QueryEscape(page) + `"`; resp.StatusCode != http.StatusOK || !strings.Contains(body, want) || !strings.Contains(body, "Back up first") {
+			t.Errorf("%s: status %d, no %s", page, resp.StatusCode, want)
+		}
+	}
+
 	// A replica makes the backup: any member's applied state is consistent.
 	betaToken := beta.AdminToken(t)
 	made, file := makeBackup(t, beta, betaToken)

@@ -132,21 +132,39 @@ func (n *Node) CreateBackup(ctx context.Context, actor, passphrase string) (Back
 	return n.createBackup(ctx, actor, passphrase, false)
 }
 
+// createBackup makes a backup; a failure is recorded as a BackupFailed
+// event (a passphrase too short for a backup by hand is only refused).
 func (n *Node) createBackup(ctx context.Context, actor, passphrase string, scheduled bool) (BackupFile, error) {
-	b := n.BackupSettings()
-	if len([]rune(passphrase)) < backup.MinPassphrase {
+	kind := "manual"
+	if scheduled {
+		kind = "scheduled"
+	}
+	if len([]rune(passphrase)) < backup.MinPassphrase && !scheduled {
 		return BackupFile{}, backup.ErrShortPassphrase
 	}
+	bf, err := n.writeBackupFile(ctx, actor, passphrase, kind)
+	if err != nil {
+		details := map[string]string{"error": err.Error(), "directory": n.BackupSettings().Dir, "kind": kind}
+		if rerr := n.RecordEvent(context.WithoutCancel(ctx), actor, EventSpec{Type: "BackupFailed", Details: details}); rerr != nil {
+			n.log.Warn("record backup failure", "err", rerr)
+		}
+		return bf, err
+	}
+	details := map[string]string{"file": bf.Name, "bytes": fmt.Sprint(bf.Size), "raftIndex": fmt.Sprint(bf.Manifest.RaftIndex), "kind": kind}
+	if err := n.RecordEvent(ctx, actor, EventSpec{Type: "BackupCreated", Details: details}); err != nil {
+		n.log.Warn("record backup event", "err", err)
+	}
+	return bf, nil
+}
+
+func (n *Node) writeBackupFile(ctx context.Context, actor, passphrase, kind string) (BackupFile, error) {
+	b := n.BackupSettings()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := os.MkdirAll(b.Dir, 0o700); err != nil {
 		return BackupFile{}, fmt.Errorf("backup directory: %w", err)
 	}
 	now := time.Now().UTC()
-	kind := "manual"
-	if scheduled {
-		kind = "scheduled"
-	}
 	name := fmt.Sprintf("conclave-%s-%s%s", now.Format("20060102-150405.000"), kind, BackupSuffix)
 	path := filepath.Join(b.Dir, name)
 	tmp := path + ".partial"
@@ -168,13 +186,11 @@ func (n *Node) createBackup(ctx context.Context, actor, passphrase string, sched
 		os.Remove(tmp)
 		return BackupFile{}, err
 	}
-	fi, _ := os.Stat(path)
-	bf := BackupFile{Name: name, Size: fi.Size(), CreatedAt: m.CreatedAt, Scheduled: scheduled, Manifest: m}
-	details := map[string]string{"file": name, "bytes": fmt.Sprint(bf.Size), "raftIndex": fmt.Sprint(m.RaftIndex), "kind": kind}
-	if err := n.RecordEvent(ctx, actor, EventSpec{Type: "BackupCreated", Details: details}); err != nil {
-		n.log.Warn("record backup event", "err", err)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return BackupFile{}, err
 	}
-	return bf, nil
+	return BackupFile{Name: name, Size: fi.Size(), CreatedAt: m.CreatedAt, Scheduled: kind == "scheduled", Manifest: m}, nil
 }
 
 // ListBackups lists the backup directory, newest first.
@@ -255,9 +271,6 @@ func (n *Node) scheduledBackup() {
 	if err != nil {
 		n.log.Error("scheduled backup failed", "err", err)
 		b.setFailure(err.Error(), time.Now())
-		if err := n.RecordEvent(ctx, "system", EventSpec{Type: "BackupFailed", Details: map[string]string{"error": err.Error(), "directory": b.Dir}}); err != nil {
-			n.log.Warn("record backup failure", "err", err)
-		}
 		return
 	}
 	b.setFailure("", time.Time{})

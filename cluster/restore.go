@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,12 +44,32 @@ func CheckBackupFile(ctx context.Context, st *store.Store, path, passphrase stri
 		return backup.Manifest{}, fmt.Errorf("open backup: %w", err)
 	}
 	defer f.Close()
-	m, err := backup.Verify(f, passphrase, nil)
-	if err != nil {
-		if errors.Is(err, backup.ErrWrongPass) {
-			return m, refuse("passphrase", err)
-		}
+	// Every chunk is authenticated, and the data inside is read through
+	// as a snapshot stream, while the file is read once.
+	pr, pw := io.Pipe()
+	scanned := make(chan error, 1)
+	var info store.SnapshotInfo
+	go func() {
+		var err error
+		info, err = store.ScanSnapshot(pr)
+		pr.CloseWithError(err)
+		scanned <- err
+	}()
+	m, err := backup.Verify(f, passphrase, pw)
+	pw.CloseWithError(err)
+	serr := <-scanned
+	switch {
+	case errors.Is(err, backup.ErrWrongPass):
+		return m, refuse("passphrase", err)
+	case err != nil && backupError(err):
 		return m, refuse("file", err)
+	case serr != nil && !backupError(serr):
+		return m, refuse("file", fmt.Errorf("the backup's data is not a snapshot this build can read: %w", serr))
+	case err != nil:
+		return m, refuse("file", err)
+	}
+	if info.AppliedIndex != m.RaftIndex {
+		return m, refuse("file", fmt.Errorf("the backup's data is at raft index %d, its manifest says %d", info.AppliedIndex, m.RaftIndex))
 	}
 	schema, err := st.SchemaVersion(ctx)
 	if err != nil {
@@ -255,4 +276,14 @@ func CheckStopped(dataDir string) error {
 		return fmt.Errorf("the appliance is running (its raft log is locked: %v): stop it first", err)
 	}
 	return db.Close()
+}
+
+// backupError tells whether err is one of the backup file's own errors.
+func backupError(err error) bool {
+	for _, e := range []error{backup.ErrNotBackup, backup.ErrWrongPass, backup.ErrTampered, backup.ErrDamaged, backup.ErrTruncated, backup.ErrTrailing, backup.ErrUnsupported} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

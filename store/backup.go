@@ -1,7 +1,10 @@
 package store
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -54,4 +57,39 @@ func (s *Store) RestoreBackup(ctx context.Context, r io.Reader, want map[string]
 		return fmt.Errorf("restore backup: commit: %w", err)
 	}
 	return nil
+}
+
+// SnapshotInfo is what a snapshot stream says of itself.
+type SnapshotInfo struct {
+	AppliedIndex uint64
+	Tables       []string
+}
+
+// ScanSnapshot reads a whole snapshot stream without a database: its
+// header, every table's frames to their end, and nothing after the last
+// table. It checks the stream's structure before a restore touches data.
+func ScanSnapshot(r io.Reader) (SnapshotInfo, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
+		return SnapshotInfo{}, errors.New("the data is not a conclave snapshot")
+	}
+	raw, err := readFrame(br)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot header: %w", err)
+	}
+	var hdr snapshotHeader
+	if err := json.Unmarshal(raw, &hdr); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot header: %w", err)
+	}
+	for _, table := range hdr.Tables {
+		fr := &frameReader{r: br}
+		if _, err := io.Copy(io.Discard, fr); err != nil {
+			return SnapshotInfo{}, fmt.Errorf("snapshot table %s: %w", table, err)
+		}
+	}
+	if n, _ := io.Copy(io.Discard, br); n > 0 {
+		return SnapshotInfo{}, fmt.Errorf("the snapshot has %d bytes after its last table", n)
+	}
+	return SnapshotInfo{AppliedIndex: hdr.AppliedIndex, Tables: hdr.Tables}, nil
 }

@@ -148,6 +148,7 @@ func TestBackupRestoreOntoFreshAppliance(t *testing.T) {
 	flipped := append([]byte{}, file...)
 	flipped[len(flipped)/2] ^= 0x20
 	newer := newerBackup(t, beta)
+	notSnapshot := encryptedGarbage(t, made.Manifest)
 	refusals := []struct {
 		name, pass, confirm string
 		file                []byte
@@ -159,6 +160,7 @@ func TestBackupRestoreOntoFreshAppliance(t *testing.T) {
 		{"wrong passphrase", "not the right passphrase", cluster.PhraseRestore, file, http.StatusUnprocessableEntity, "passphrase", "passphrase is wrong"},
 		{"foreign file", backupPass, cluster.PhraseRestore, []byte("%PDF-1.7 not a backup at all"), http.StatusUnprocessableEntity, "file", "not a Conclave backup"},
 		{"newer build", backupPass, cluster.PhraseRestore, newer, http.StatusUnprocessableEntity, "file", "newer build"},
+		{"encrypted, but not a snapshot", backupPass, cluster.PhraseRestore, notSnapshot, http.StatusUnprocessableEntity, "file", "not a snapshot"},
 		{"no confirmation", backupPass, "restore", file, http.StatusUnprocessableEntity, "confirm", "Restore"},
 	}
 	for _, c := range refusals {
@@ -359,4 +361,18 @@ func TestRestoreOffline(t *testing.T) {
 	if len(ms) != 1 || ms[0].ID != target.Node.ID() {
 		t.Errorf("members: %+v", ms)
 	}
+}
+
+// encryptedGarbage is a backup that opens with the passphrase and has a
+// right manifest, but whose data is not a snapshot stream.
+func encryptedGarbage(t *testing.T, m backup.Manifest) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := backup.NewWriter(&buf, backupPass, m, backup.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(bytes.Repeat([]byte("not a snapshot "), 10000))
+	w.Close()
+	return buf.Bytes()
 }

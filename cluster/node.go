@@ -161,6 +161,10 @@ type Node struct {
 	// this member and it waits for the primary's data.
 	refillFrom atomic.Value
 	clusterID  atomic.Pointer[cachedClusterID]
+	// backups: where backups go and their schedule (backup.go).
+	backups *Backups
+	// chainCache: the last check of the audit chain (auditchain.go).
+	chainCache atomic.Pointer[chainResult]
 }
 
 // ErrNotLeader is returned for a proposal when no primary can be reached.
@@ -565,6 +569,10 @@ func (n *Node) onLeader() {
 	// The first member signs its own member certificate with the new CA.
 	if err := n.ensureOwnCertificate(ctx); err != nil {
 		n.log.Error("member certificate", "err", err)
+	}
+	// An appliance restored from a backup becomes a cluster of its own.
+	if err := n.finishRestore(ctx); err != nil {
+		n.log.Error("finish restore", "err", err)
 	}
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.recordElection(ctx)

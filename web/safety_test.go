@@ -55,7 +55,7 @@ import (
 // fixed seed, printed; CONCLAVE_SAFETY_SEED=N plays another sequence,
 // CONCLAVE_SAFETY_ROUNDS=N more rounds.
 func TestOneHolderUnderFaults(t *testing.T) {
-	rng, rounds := faultSeed(t, 20261123, "CONCLAVE_SAFETY_SEED", 5, "CONCLAVE_SAFETY_ROUNDS")
+	rng, rounds := faultSeed(t, 20261146, "CONCLAVE_SAFETY_SEED", 5, "CONCLAVE_SAFETY_ROUNDS")
 	c := startFaultCluster(t, "alpha", "beta", "gamma")
 	alpha := c.apps["alpha"]
 	admin := alpha.AdminToken(t)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,17 +30,14 @@ func TestRandomFaults(t *testing.T) {
 	c := &chaosCluster{faultCluster: startFaultCluster(t, "alpha", "beta", "gamma")}
 	token := c.apps["alpha"].AdminToken(t)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.watchLeaders(stop) }()
-	go func() { defer wg.Done(); c.write(stop, token, rng.Uint64()) }()
+	c.background(c.watchLeaders)
+	writeSeed := rng.Uint64()
+	c.background(func(stop chan struct{}) { c.write(stop, token, writeSeed) })
 
 	for round := range rounds {
 		c.playFault(rng, round, faultRestart+1)
 	}
-	close(stop)
-	wg.Wait()
+	c.halt()
 
 	acked := c.acknowledged()
 	if len(acked) == 0 {

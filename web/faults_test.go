@@ -25,20 +25,39 @@ type faultCluster struct {
 	offline map[string]bool
 	// leaders is who was seen as the primary in each raft term.
 	leaders map[uint64]string
+	// stop ends the goroutines started with background; halt closes it
+	// and waits for them.
+	stop chan struct{}
+	wg   sync.WaitGroup
+	halt func()
 }
 
 // startFaultCluster starts the named members on one network and adds the
 // others to the first as replicas.
 func startFaultCluster(t *testing.T, names ...string) *faultCluster {
 	t.Helper()
-	c := &faultCluster{t: t, net: testnet.New(), names: names, apps: map[string]*testapp.App{}, offline: map[string]bool{}, leaders: map[uint64]string{}}
+	c := &faultCluster{t: t, net: testnet.New(), names: names, apps: map[string]*testapp.App{}, offline: map[string]bool{}, leaders: map[uint64]string{},
+		stop: make(chan struct{})}
+	c.halt = sync.OnceFunc(func() { close(c.stop); c.wg.Wait() })
 	for _, n := range names {
 		c.apps[n] = testapp.Start(t, named(n), testapp.WithNetwork(c.net, n))
 	}
 	for _, n := range names[1:] {
 		addReplica(t, c.apps[names[0]], c.apps[n])
 	}
+	// Cleanups run last registered first: the goroutines stop before the
+	// members, also when the test fails half-way.
+	t.Cleanup(c.halt)
 	return c
+}
+
+// background runs fn in a goroutine until stop is closed (by halt).
+func (c *faultCluster) background(fn func(stop chan struct{})) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn(c.stop)
+	}()
 }
 
 // faultSeed is the seed of a test's faults: the fixed one, or the one in
@@ -68,7 +87,10 @@ func (c *faultCluster) down(name string) *testapp.App {
 	return c.apps[name]
 }
 
+// up brings a member restarted with testapp back; the goroutines stop
+// before it does at the end of the test.
 func (c *faultCluster) up(name string, app *testapp.App) {
+	c.t.Cleanup(c.halt)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.apps[name] = app

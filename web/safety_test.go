@@ -106,25 +106,21 @@ func TestOneHolderUnderFaults(t *testing.T) {
 	}
 
 	h := &holderHistory{start: time.Now()}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	run := func(fn func()) { wg.Add(1); go func() { defer wg.Done(); fn() }() }
-	run(func() { c.watchLeaders(stop) })
+	c.background(c.watchLeaders)
 	for i, u := range requesters {
 		cl := &safetyClient{c: c, h: h, user: u, token: tokens[u], id: i, rng: rand.New(rand.NewPCG(rng.Uint64(), uint64(i)))}
-		run(func() { cl.request(stop, direct, queued) })
+		c.background(func(stop chan struct{}) { cl.request(stop, direct, queued) })
 	}
 	for i, u := range approvers {
 		cl := &safetyClient{c: c, h: h, user: u, token: tokens[u], id: len(requesters) + i, rng: rand.New(rand.NewPCG(rng.Uint64(), uint64(i)))}
-		run(func() { cl.approve(stop) })
+		c.background(cl.approve)
 	}
-	run(func() { h.expire(c, stop) })
+	c.background(func(stop chan struct{}) { h.expire(c, stop) })
 
 	for round := range rounds {
 		c.playFault(rng, round, faultIsolatePrimary+1)
 	}
-	close(stop)
-	wg.Wait()
+	c.halt()
 
 	// Settle: the same data everywhere, then read the record.
 	apps := c.running()

@@ -44,7 +44,7 @@ import (
 //   - the history is linearizable (porcupine) against a lease per account:
 //     a check-out succeeds only while the account is free, a release and a
 //     check-in only for its holder, a refusal "X has it checked out" only
-//     while someone holds it;
+//     while a request of X holds it;
 //   - on every member, the events of each account in raft order never
 //     start a holding interval while another is open, and at most one
 //     request per account is Available.
@@ -133,7 +133,7 @@ func TestOneHolderUnderFaults(t *testing.T) {
 	for _, app := range apps {
 		checkRaftOrder(t, app, accounts)
 	}
-	ops := h.settle(t, primary)
+	ops, requesterOf := h.settle(t, primary)
 	counts := map[string]int{}
 	for _, op := range ops {
 		in, out := op.Input.(leaseInput), op.Output.(leaseOutput)
@@ -146,7 +146,8 @@ func TestOneHolderUnderFaults(t *testing.T) {
 	if counts["acquire ok"] == 0 || counts["release ok"] == 0 {
 		t.Fatalf("the clients checked out %d times and in %d times: the test exercised nothing", counts["acquire ok"], counts["release ok"])
 	}
-	res, info := porcupine.CheckOperationsVerbose(leaseModel(accounts), ops, 20*time.Second)
+	model := leaseModel(accounts, requesterOf)
+	res, info := porcupine.CheckOperationsVerbose(model, ops, 20*time.Second)
 	switch res {
 	case porcupine.Ok:
 		t.Logf("the history of %d operations is linearizable", len(ops))
@@ -154,7 +155,7 @@ func TestOneHolderUnderFaults(t *testing.T) {
 		t.Errorf("the linearizability check did not finish in 20 s")
 	default:
 		path := filepath.Join(t.ArtifactDir(), "holders.html")
-		if err := porcupine.VisualizePath(leaseModel(accounts), info, path); err != nil {
+		if err := porcupine.VisualizePath(model, info, path); err != nil {
 			t.Logf("visualize: %v", err)
 		}
 		t.Errorf("the history is not linearizable: no order of the operations gives each account one holder at a time and explains every answer "+
@@ -533,8 +534,9 @@ func (cl *safetyClient) approve(stop chan struct{}) {
 // primary once every member holds the same data: open creations become
 // the request they made (or are dropped when they made none), open
 // approvals are kept only by the approver who decided, and the expiry
-// runs become one operation per request they expired.
-func (h *holderHistory) settle(t *testing.T, primary *testapp.App) []porcupine.Operation {
+// runs become one operation per request they expired. It also returns who
+// made each request.
+func (h *holderHistory) settle(t *testing.T, primary *testapp.App) ([]porcupine.Operation, map[string]string) {
 	t.Helper()
 	ctx := t.Context()
 	reqs, err := primary.Store.Requests(ctx, store.RequestFilter{Limit: 10000})
@@ -542,8 +544,10 @@ func (h *holderHistory) settle(t *testing.T, primary *testapp.App) []porcupine.O
 		t.Fatal(err)
 	}
 	byReason, byID := map[string]store.AccessRequest{}, map[string]store.AccessRequest{}
+	requesterOf := map[string]string{}
 	for _, r := range reqs {
 		byReason[r.Reason], byID[r.ID] = r, r
+		requesterOf[r.ID] = r.Requester
 	}
 	var out []porcupine.Operation
 	for _, op := range h.ops {
@@ -583,13 +587,13 @@ func (h *holderHistory) settle(t *testing.T, primary *testapp.App) []porcupine.O
 		r := byID[e.Details["requestId"]]
 		out = append(out, porcupine.Operation{ClientId: 99, Input: leaseInput{account: r.AccountID, kind: "expire", request: r.ID, by: "system"}, Output: outOK, Call: w[0], Return: w[1]})
 	}
-	return out
+	return out, requesterOf
 }
 
-// leaseModel is one lease per account whose holder is a request; it is
-// nondeterministic only for operations whose outcome nobody saw (a
-// check-in retried after a lost answer).
-func leaseModel(accounts map[string]string) porcupine.Model {
+// leaseModel is one lease per account whose holder is a request (made by
+// requesterOf[request]); it is nondeterministic only for operations whose
+// outcome nobody saw (a check-in retried after a lost answer).
+func leaseModel(accounts, requesterOf map[string]string) porcupine.Model {
 	m := porcupine.NondeterministicModel{
 		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
 			by := map[string][]porcupine.Operation{}
@@ -611,8 +615,8 @@ func leaseModel(accounts map[string]string) porcupine.Model {
 				if holder == "" {
 					return []any{in.request}
 				}
-			case "acquire held":
-				if holder != "" {
+			case "acquire held": // held, by whom the refusal names
+				if holder != "" && (in.holder == "" || in.holder == requesterOf[holder]) {
 					return []any{holder}
 				}
 			case "acquire open":
@@ -653,7 +657,7 @@ func leaseModel(accounts map[string]string) porcupine.Model {
 			if state == "" {
 				return "free"
 			}
-			return "held by " + short(state.(string))
+			return "held by " + short(state.(string)) + " of " + requesterOf[state.(string)]
 		},
 	}
 	return m.ToModel()

@@ -675,3 +675,24 @@ func (n *Node) ProposeRetrying(ctx context.Context, cmd Command) error {
 
 // appliedIndex is the last raft index this member's FSM applied.
 func (n *Node) appliedIndex() uint64 { return n.applied.Load() }
+
+// CatchUp waits until this member has applied everything the primary had
+// applied when asked: a replica answering "not found" for something made a
+// moment ago on another member (a load balancer without sticky sessions)
+// first makes sure it is not merely behind.
+func (n *Node) CatchUp(ctx context.Context) error {
+	if n.IsLeader() {
+		return nil
+	}
+	addr, id := n.r().LeaderWithID()
+	if id == "" {
+		return ErrNotLeader
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := n.peers.Status(cctx, string(addr))
+	if err != nil {
+		return fmt.Errorf("ask the primary how far it is: %w", err)
+	}
+	return n.WaitApplied(cctx, st.AppliedIndex)
+}

@@ -847,8 +847,14 @@ func (n *Node) CompareWith(ctx context.Context, addr string, p *Progress) error 
 		if len(bad) > 0 {
 			return fmt.Errorf("the replica differs at index %d in %s", index, strings.Join(bad, ", "))
 		}
+		// The tables are identical, so is the audit log: its chain is
+		// checked once, here.
+		chain, err := n.VerifyAuditChain(ctx)
+		if err != nil {
+			return err
+		}
 		if p != nil {
-			p.Report(ctx, 100, fmt.Sprintf("%d tables, %d rows identical at index %d", len(mine), rows, index))
+			p.Report(ctx, 100, fmt.Sprintf("%d tables, %d rows identical at index %d; audit chain of %d events intact", len(mine), rows, index, chain.Checked))
 		}
 		return nil
 	}

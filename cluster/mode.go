@@ -22,6 +22,9 @@ type Mode struct {
 	ClusterID   string `json:"clusterId,omitempty"`
 	ClusterName string `json:"clusterName,omitempty"`
 	CA          *CA    `json:"ca,omitempty"`
+	// RestorePending: the data of a backup was restored; the appliance
+	// still has to become a cluster of its own (restore.go).
+	RestorePending bool `json:"restorePending,omitempty"`
 }
 
 func modePath(dataDir string) string { return filepath.Join(dataDir, "mode.json") }

@@ -166,6 +166,10 @@ type Node struct {
 	// this member and it waits for the primary's data.
 	refillFrom atomic.Value
 	clusterID  atomic.Pointer[cachedClusterID]
+	// backups: where backups go and their schedule (backup.go).
+	backups *Backups
+	// chainCache: the last check of the audit chain (auditchain.go).
+	chainCache atomic.Pointer[chainResult]
 }
 
 // ErrNotLeader is returned for a proposal when no primary can be reached.
@@ -571,6 +575,10 @@ func (n *Node) onLeader() {
 	if err := n.ensureOwnCertificate(ctx); err != nil {
 		n.log.Error("member certificate", "err", err)
 	}
+	// An appliance restored from a backup becomes a cluster of its own.
+	if err := n.finishRestore(ctx); err != nil {
+		n.log.Error("finish restore", "err", err)
+	}
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.recordElection(ctx)
 	n.runner.settleOrphans(ctx)
@@ -672,3 +680,24 @@ func (n *Node) ProposeRetrying(ctx context.Context, cmd Command) error {
 
 // appliedIndex is the last raft index this member's FSM applied.
 func (n *Node) appliedIndex() uint64 { return n.applied.Load() }
+
+// CatchUp waits until this member has applied everything the primary had
+// applied when asked: a replica answering "not found" for something made a
+// moment ago on another member (a load balancer without sticky sessions)
+// first makes sure it is not merely behind.
+func (n *Node) CatchUp(ctx context.Context) error {
+	if n.IsLeader() {
+		return nil
+	}
+	addr, id := n.r().LeaderWithID()
+	if id == "" {
+		return ErrNotLeader
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := n.peers.Status(cctx, string(addr))
+	if err != nil {
+		return fmt.Errorf("ask the primary how far it is: %w", err)
+	}
+	return n.WaitApplied(cctx, st.AppliedIndex)
+}

@@ -117,8 +117,14 @@ type CheckoutEnd struct {
 	Events    []Event
 }
 
-// EndCheckout writes the end of a check-out in one round trip.
+// EndCheckout writes the end of a check-out in two round trips: the
+// audit chain's last link, then every write. Its events follow each other
+// in the chain (an event's ID is new: the FSM applies a command once).
 func (t *Tx) EndCheckout(ctx context.Context, e CheckoutEnd) error {
+	seq, prev, err := t.nextChainLink(ctx)
+	if err != nil {
+		return err
+	}
 	b := &pgx.Batch{}
 	b.Queue(`update access_requests set state = $2, ended_by = $3, ended_at = $4, password_changed = $5 where id = $1`,
 		e.RequestID, e.State, e.By, e.At, e.NewSecret != "")
@@ -126,11 +132,12 @@ func (t *Tx) EndCheckout(ctx context.Context, e CheckoutEnd) error {
 		b.Queue(`update accounts set secret = $2, password_changed_at = $3 where id = $1`, e.AccountID, e.NewSecret, e.At)
 	}
 	for _, ev := range e.Events {
-		args, err := t.eventArgs(ev)
+		args, hash, err := t.eventArgs(ev, seq, prev)
 		if err != nil {
 			return err
 		}
 		b.Queue(insertEventSQL, args...)
+		seq, prev = seq+1, hash
 	}
 	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("end check-out of request %s: %w", e.RequestID, err)

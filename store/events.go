@@ -34,7 +34,12 @@ type EventFilter struct {
 
 // InsertEvent appends an event to the audit log.
 func (t *Tx) InsertEvent(ctx context.Context, e Event) error {
-	args, err := t.eventArgs(e)
+	// The event's place in the audit chain (auditchain.go).
+	seq, prev, err := t.nextChainLink(ctx)
+	if err != nil {
+		return err
+	}
+	args, _, err := t.eventArgs(e, seq, prev)
 	if err != nil {
 		return err
 	}
@@ -44,19 +49,22 @@ func (t *Tx) InsertEvent(ctx context.Context, e Event) error {
 	return nil
 }
 
-const insertEventSQL = `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details) values ($1, $2, $3, $4, $5, $6, $7, $8)
+const insertEventSQL = `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details, seq, hash) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		on conflict (id) do nothing`
 
-// eventArgs are the arguments of insertEventSQL for e.
-func (t *Tx) eventArgs(e Event) ([]any, error) {
+// eventArgs are the arguments of insertEventSQL for e at place seq of the
+// audit chain after the hash prev; hash is e's own.
+func (t *Tx) eventArgs(e Event, seq int64, prev string) (args []any, hash string, err error) {
 	details, err := json.Marshal(e.Details)
 	if err != nil {
-		return nil, fmt.Errorf("event details: %w", err)
+		return nil, "", fmt.Errorf("event details: %w", err)
 	}
 	if e.Details == nil {
 		details = []byte("{}")
 	}
-	return []any{e.ID, t.Index, e.Type, e.MemberID, e.Actor, e.At, e.OperationID, details}, nil
+	e.At, e.RaftIndex = eventTime(e.At), t.Index
+	hash = EventHash(prev, seq, e)
+	return []any{e.ID, t.Index, e.Type, e.MemberID, e.Actor, e.At, e.OperationID, details, seq, hash}, hash, nil
 }
 
 // Events lists events newest first.

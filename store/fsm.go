@@ -275,11 +275,15 @@ func (snap *Snapshot) RowCounts(ctx context.Context) (map[string]int64, error) {
 // matter. Two members with the same applied index must have the same
 // checksums.
 func (snap *Snapshot) Checksums(ctx context.Context) (map[string]TableChecksum, error) {
+	return checksums(ctx, snap.tx)
+}
+
+func checksums(ctx context.Context, tx pgx.Tx) (map[string]TableChecksum, error) {
 	out := map[string]TableChecksum{}
 	for _, t := range replicatedTables {
 		var c TableChecksum
 		q := "select count(*), coalesce(sum(('x' || left(md5(r::text), 16))::bit(64)::bigint), 0)::text from " + t + " r"
-		if err := snap.tx.QueryRow(ctx, q).Scan(&c.Rows, &c.MD5); err != nil {
+		if err := tx.QueryRow(ctx, q).Scan(&c.Rows, &c.MD5); err != nil {
 			return nil, fmt.Errorf("checksum %s: %w", t, err)
 		}
 		out[t] = c
@@ -318,55 +322,14 @@ func (s *Store) TruncateReplicated(ctx context.Context) error {
 // and sets the applied index, in one transaction: a failure leaves the
 // database as it was.
 func (s *Store) RestoreSnapshot(ctx context.Context, r io.Reader) (index uint64, err error) {
-	br := bufio.NewReaderSize(r, 256<<10)
-	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
-		return 0, errors.New("restore: not a conclave snapshot")
-	}
-	raw, err := readFrame(br)
-	if err != nil {
-		return 0, fmt.Errorf("restore: header: %w", err)
-	}
-	var hdr snapshotHeader
-	if err := json.Unmarshal(raw, &hdr); err != nil {
-		return 0, fmt.Errorf("restore: header: %w", err)
-	}
-	known := map[string]bool{}
-	for _, t := range replicatedTables {
-		known[t] = true
-	}
-	for _, t := range hdr.Tables {
-		if !known[t] {
-			return 0, fmt.Errorf("restore: the snapshot has table %q, which this build does not know", t)
-		}
-	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("restore: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "truncate "+joinTables(replicatedTables)); err != nil {
-		return 0, fmt.Errorf("restore: truncate: %w", err)
-	}
-	// Secondary indexes are built once at the end rather than kept up to
-	// date row by row: a quarter less time for a large table.
-	indexes, err := dropSecondaryIndexes(ctx, tx, hdr.Tables)
+	hdr, err := copyIn(ctx, tx, r)
 	if err != nil {
-		return 0, fmt.Errorf("restore: %w", err)
-	}
-	for _, table := range hdr.Tables {
-		fr := &frameReader{r: br}
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, fr, "copy "+table+" from stdin (format binary)"); err != nil {
-			return 0, fmt.Errorf("restore %s: %w", table, err)
-		}
-		if !fr.done {
-			return 0, fmt.Errorf("restore %s: table data not terminated", table)
-		}
-	}
-	for _, def := range indexes {
-		if _, err := tx.Exec(ctx, def); err != nil {
-			return 0, fmt.Errorf("restore: rebuild index: %w", err)
-		}
+		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = $1, applied_term = $2`, hdr.AppliedIndex, hdr.AppliedTerm); err != nil {
 		return 0, fmt.Errorf("restore: %w", err)
@@ -408,6 +371,56 @@ func dropSecondaryIndexes(ctx context.Context, tx pgx.Tx, tables []string) ([]st
 		}
 	}
 	return defs, nil
+}
+
+// copyIn replaces every replicated table with a snapshot's rows inside tx.
+func copyIn(ctx context.Context, tx pgx.Tx, r io.Reader) (snapshotHeader, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	var hdr snapshotHeader
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
+		return hdr, errors.New("restore: not a conclave snapshot")
+	}
+	raw, err := readFrame(br)
+	if err != nil {
+		return hdr, fmt.Errorf("restore: header: %w", err)
+	}
+	if err := json.Unmarshal(raw, &hdr); err != nil {
+		return hdr, fmt.Errorf("restore: header: %w", err)
+	}
+	known := map[string]bool{}
+	for _, t := range replicatedTables {
+		known[t] = true
+	}
+	for _, t := range hdr.Tables {
+		if !known[t] {
+			return hdr, fmt.Errorf("restore: the snapshot has table %q, which this build does not know", t)
+		}
+	}
+	if _, err := tx.Exec(ctx, "truncate "+joinTables(replicatedTables)); err != nil {
+		return hdr, fmt.Errorf("restore: truncate: %w", err)
+	}
+	// Secondary indexes are built once at the end rather than kept up to
+	// date row by row: a quarter less time for a large table.
+	indexes, err := dropSecondaryIndexes(ctx, tx, hdr.Tables)
+	if err != nil {
+		return hdr, fmt.Errorf("restore: %w", err)
+	}
+	for _, table := range hdr.Tables {
+		fr := &frameReader{r: br}
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, fr, "copy "+table+" from stdin (format binary)"); err != nil {
+			return hdr, fmt.Errorf("restore %s: %w", table, err)
+		}
+		if !fr.done {
+			return hdr, fmt.Errorf("restore %s: table data not terminated", table)
+		}
+	}
+	for _, def := range indexes {
+		if _, err := tx.Exec(ctx, def); err != nil {
+			return hdr, fmt.Errorf("restore: rebuild index: %w", err)
+		}
+	}
+	return hdr, nil
 }
 
 func joinTables(ts []string) string {

@@ -126,6 +126,16 @@ func TestRequestWithoutApprovalReleaseAndCheckinChangesPassword(t *testing.T) {
 	if r.State != store.RequestExpired || !r.PasswordChanged || r.EndedBy != "system" {
 		t.Fatalf("after expiry: %+v", r)
 	}
+	// A check-in and an expiry write their events together
+	// (store.Tx.EndCheckout): each event is there, in an intact chain.
+	for typ, want := range map[string]int64{workflow.EvRequestCheckedIn: 1, workflow.EvRequestExpired: 1, workflow.EvPasswordChanged: 2} {
+		if n, err := f.app.Store.CountEvents(f.ctx, typ); err != nil || n != want {
+			t.Errorf("%d events %s, want %d (%v)", n, typ, want, err)
+		}
+	}
+	if c, err := f.app.Store.VerifyEventChain(f.ctx); err != nil || !c.Intact() {
+		t.Fatalf("audit chain after a check-in and an expiry: %+v, %v", c, err)
+	}
 }
 
 func TestRolesAndApprovals(t *testing.T) {

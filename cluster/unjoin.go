@@ -40,6 +40,9 @@ func (n *Node) CheckUnjoin(ctx context.Context, memberID string) (MemberStatus, 
 	if err := consensusWithout(ms, memberID); err != nil {
 		return *target, err
 	}
+	if err := IsolatedMember(ms); err != nil {
+		return *target, err
+	}
 	if lock, err := n.store.Lock(ctx); err == nil {
 		return *target, fmt.Errorf("another operation is in progress: %s, started by %s at %s; wait for it to end", lock.Kind, lock.Actor, lock.Since.UTC().Format("15:04:05 MST"))
 	}

@@ -43,6 +43,7 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if st := h.Node.SelfState(); isAdmin && (st == cluster.StateReplicaNoQuorum || st == cluster.StatePrimaryNoQuorum) {
 		p.Reset = views.Action{Show: true}
+		p.Isolate = views.Action{Show: true}
 	}
 	voters := 0
 	for _, m := range ms {

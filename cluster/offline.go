@@ -549,3 +549,15 @@ func IsolatedMember(ms []MemberStatus) error {
 	}
 	return nil
 }
+
+// isStoredMember tells whether id is a member as this appliance's
+// database says.
+func (n *Node) isStoredMember(id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ms, err := n.store.Members(ctx)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(ms, func(m store.Member) bool { return m.ID == id })
+}

@@ -43,6 +43,9 @@ type Config struct {
 	SessionIdle     time.Duration
 	SessionAbsolute time.Duration
 	Log             *slog.Logger
+	// OfflineThreshold, when set, replaces the thresholds of the automatic
+	// Offline Workflow modes (--dev-offline-threshold; demos and tests).
+	OfflineThreshold time.Duration
 }
 
 // Appliance is a running appliance.
@@ -170,7 +173,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 	a.Node, err = cluster.Start(ctx, cluster.Config{
 		DataDir: dataDir, Identity: identity, Name: cfg.Name, Advertise: advertise, Version: cfg.Version,
 		Store: a.Store, Log: cfg.Log, Stream: a.stream, Timing: cfg.Timing, Dialer: cfg.Dialer,
-		Apply: workflow.Apply,
+		Apply: workflow.Apply, OfflineThreshold: cfg.OfflineThreshold,
 	})
 	if err != nil {
 		return nil, err

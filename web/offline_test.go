@@ -120,7 +120,7 @@ func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
 	}
 	waitState(t, gamma, "Isolated")
 	var avail struct {
-		ApplianceCurrentState                                                         string
+		ApplianceCurrentState                                                      string
 		IsIsolated, IsPasswordRequestAvailable, IsPolicyChangeAvailable, IsReplica bool
 	}
 	gamma.JSON(t, "", http.MethodGet, "/service/notification/v4/Status/Availability", nil, &avail)

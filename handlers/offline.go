@@ -1,9 +1,14 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"conclave/cluster"
+	"conclave/store"
 	"conclave/views"
 )
 
@@ -114,4 +119,32 @@ func (h *Handlers) ReintegrateStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/operations/"+id, http.StatusSeeOther)
+}
+
+// parseOfflineSettings reads the Offline Workflow fieldset of the settings
+// form; a form without it keeps the settings as they are.
+func parseOfflineSettings(f url.Values, old cluster.OfflineSettings) (cluster.OfflineSettings, *apiError) {
+	if f.Get("offlineFields") == "" {
+		return old, nil
+	}
+	o := cluster.OfflineSettings{AutoIsolate: f.Get("offlineAutoIsolate") == "on", AutoResume: f.Get("offlineAutoResume") == "on"}
+	for _, field := range []struct {
+		name string
+		into *int
+	}{{"offlineIsolateAfterMinutes", &o.IsolateAfterMinutes}, {"offlineResumeAfterMinutes", &o.ResumeAfterMinutes}} {
+		v, err := strconv.Atoi(strings.TrimSpace(f.Get(field.name)))
+		if err != nil {
+			return o, badRequest(field.name, "give a whole number of minutes, at least %d", int(cluster.MinOfflineThreshold.Minutes()))
+		}
+		*field.into = v
+	}
+	if err := o.Validate(); err != nil {
+		var rej *store.Rejection
+		if errors.As(err, &rej) {
+			field := map[string]string{"isolateAfterMinutes": "offlineIsolateAfterMinutes", "resumeAfterMinutes": "offlineResumeAfterMinutes"}[rej.Field]
+			return o, badRequest(field, "%s", rej.Message)
+		}
+		return o, badRequest("", "%v", err)
+	}
+	return o, nil
 }

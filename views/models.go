@@ -309,6 +309,9 @@ type SettingsPage struct {
 	// Link latency thresholds, in milliseconds, as typed.
 	LinkOKBelowMs      string
 	LinkWarningBelowMs string
+	// Offline Workflow's automatic modes, as typed.
+	OfflineAutoIsolate, OfflineAutoResume   bool
+	OfflineIsolateAfter, OfflineResumeAfter string
 }
 
 // ErrorPage is a page that says what went wrong.

@@ -3,6 +3,7 @@ package web_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -252,4 +253,112 @@ func rawMembers(t *testing.T, app *testapp.App, token string) string {
 	var raw []map[string]any
 	app.JSON(t, token, http.MethodGet, "/api/v1/cluster/members", nil, &raw)
 	return fmt.Sprint(raw)
+}
+
+// The automatic modes, with the developer threshold of a second: enabled
+// in the settings, a member cut off enables Offline Workflow by itself, and
+// resumes by itself once the majority answers again; a threshold below the
+// minimum is refused, naming the field.
+func TestOfflineWorkflowAutomatic(t *testing.T) {
+	c := startOfflineCluster(t, withOfflineThreshold(time.Second))
+	alpha, gamma := c.alpha, c.gamma
+	browser := alpha.Client()
+	alpha.Login(t, browser, "admin", testapp.AdminPassword)
+	form := url.Values{"clusterName": {"Conclave"}, "oidcRolesClaim": {"groups"}, "linkOkBelowMs": {"10"}, "linkWarningBelowMs": {"50"},
+		"offlineFields": {"1"}, "offlineAutoIsolate": {"on"}, "offlineAutoResume": {"on"},
+		"offlineIsolateAfterMinutes": {"4"}, "offlineResumeAfterMinutes": {"5"}}
+	resp, page := secSend(t, alpha, browser, secRequest{method: "POST", path: "/settings", form: form})
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, `id="offlineIsolateAfterMinutes-error"`) {
+		t.Fatalf("a threshold of 4 minutes: status %d; want 422 on offlineIsolateAfterMinutes:\n%s", resp.StatusCode, secShort(page))
+	}
+	form.Set("offlineIsolateAfterMinutes", "5")
+	if resp, page := secSend(t, alpha, browser, secRequest{method: "POST", path: "/settings", form: form}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save the automatic modes: status %d\n%s", resp.StatusCode, secShort(page))
+	}
+	waitSameData(t, alpha, gamma)
+	rita := gamma.Token(t, "rita", secPassword)
+
+	c.cutGamma(t)
+	waitState(t, gamma, "Isolated")
+	var req accessRequest
+	if status := gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.quickAccount, "reason": "INC-9 offline"}, &req); status != http.StatusCreated {
+		t.Fatalf("request offline: status %d", status)
+	}
+	c.healGamma()
+	waitState(t, gamma, "ReplicaWithQuorum")
+	admin := alpha.AdminToken(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		isolated := eventsOfType(t, alpha, admin, "ClusterIsolateCompleted")
+		resumed := eventsOfType(t, alpha, admin, "ClusterReintegrateCompleted")
+		dropped := eventsOfType(t, alpha, admin, "AccessRequestDropped")
+		if len(isolated) == 1 && len(resumed) == 1 && len(dropped) == 1 {
+			if !strings.HasPrefix(isolated[0].Details["reason"], "automatic") || dropped[0].Details["requestId"] != req.ID {
+				t.Fatalf("automatic isolation %+v, dropped %+v", isolated[0], dropped[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the automatic modes: %d ClusterIsolateCompleted, %d ClusterReintegrateCompleted, %d AccessRequestDropped; want 1 each",
+				len(isolated), len(resumed), len(dropped))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitSameData(t, alpha, gamma)
+}
+
+// An isolated member that restarts is still isolated, with its offline
+// requests, and resumes after the restart without losing them.
+func TestOfflineWorkflowSurvivesRestart(t *testing.T) {
+	c := startOfflineCluster(t)
+	gAdmin := c.gamma.AdminToken(t)
+	rita := c.gamma.Token(t, "rita", secPassword)
+	c.cutGamma(t)
+	var started struct{ OperationID string }
+	if status := c.gamma.JSON(t, gAdmin, http.MethodPost, "/api/v1/cluster/isolate", map[string]string{"confirm": "Enable Offline Workflow"}, &started); status != http.StatusAccepted {
+		t.Fatalf("isolate: status %d", status)
+	}
+	var req accessRequest
+	if status := c.gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.quickAccount, "reason": "INC-7 offline"}, &req); status != http.StatusCreated {
+		t.Fatalf("request offline: status %d", status)
+	}
+	gamma := c.gamma.Restart(t)
+	waitState(t, gamma, "Isolated")
+	var again accessRequest
+	if status := gamma.JSON(t, rita, http.MethodGet, "/api/v1/access-requests/"+req.ID, nil, &again); status != http.StatusOK || again.State != "Available" {
+		t.Fatalf("the offline request after a restart: status %d, %+v", status, again)
+	}
+	c.healGamma()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status := gamma.JSON(t, gAdmin, http.MethodPost, "/api/v1/cluster/reintegrate", map[string]string{"confirm": "Resume Online"}, &started)
+		if status == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resume after a restart: status %d", status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if op := waitOperation(t, gamma, gAdmin, started.OperationID); op.State != "Succeeded" {
+		t.Fatalf("resume: %+v", op)
+	}
+	admin := c.alpha.AdminToken(t)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		created := 0
+		for _, e := range eventsOfType(t, c.alpha, admin, "AccessRequestCreated") {
+			if e.Details["requestId"] == req.ID {
+				created++
+			}
+		}
+		if created == 1 && len(eventsOfType(t, c.alpha, admin, "AccessRequestDropped")) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the offline request on alpha after resume: created %d times", created)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitSameData(t, c.alpha, gamma)
 }

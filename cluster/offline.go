@@ -294,8 +294,8 @@ func (n *Node) CheckReintegrate(ctx context.Context) (ReachReport, error) {
 		return rep, err
 	}
 	if !rep.Majority() {
-		return rep, fmt.Errorf("%s reaches %d of %d voting members (%s) and needs %d: %s do not answer. Resume Online once a majority is back",
-			n.cfg.Name, len(rep.Answering), rep.Voters, strings.Join(rep.Answering, ", "), rep.Voters/2+1, strings.Join(rep.Missing, ", "))
+		return rep, fmt.Errorf("only %d of %d voting members can be reached (%s) and %d are needed: %s do not answer. Resume Online once a majority is back",
+			len(rep.Answering), rep.Voters, strings.Join(rep.Answering, ", "), rep.Voters/2+1, strings.Join(rep.Missing, ", "))
 	}
 	return rep, nil
 }

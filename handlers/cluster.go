@@ -66,6 +66,9 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 		p.Members = append(p.Members, row)
 	}
 	p.Summary = clusterSummary(ms)
+	if mode.State == cluster.StateIsolated {
+		p.Summary = offlineSummary(h.Node.Name())
+	}
 	switch mode.State {
 	case cluster.StateMaintenance:
 		p.Summary = h.Node.Name() + " has no cluster of its own while it is being added to one: it waits for the primary that adds it."

@@ -148,3 +148,8 @@ func parseOfflineSettings(f url.Values, old cluster.OfflineSettings) (cluster.Of
 	}
 	return o, nil
 }
+
+// offlineSummary is the cluster view's headline on an isolated member.
+func offlineSummary(name string) string {
+	return name + " is in Offline Workflow: it takes password requests on its own, and the cluster's changes reach it only after Resume Online."
+}

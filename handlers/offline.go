@@ -1,11 +1,13 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"conclave/cluster"
 	"conclave/store"
@@ -152,4 +154,21 @@ func parseOfflineSettings(f url.Values, old cluster.OfflineSettings) (cluster.Of
 // offlineSummary is the cluster view's headline on an isolated member.
 func offlineSummary(name string) string {
 	return name + " is in Offline Workflow: it takes password requests on its own, and the cluster's changes reach it only after Resume Online."
+}
+
+// droppedRequests are a user's requests dropped at Resume Online in the
+// last week, from the audit log.
+func (h *Handlers) droppedRequests(ctx context.Context, username string) []views.DroppedRequest {
+	evs, err := h.Store.Events(ctx, store.EventFilter{Type: "AccessRequestDropped", Since: time.Now().Add(-7 * 24 * time.Hour), Limit: 200})
+	if err != nil {
+		h.Log.Warn("dropped requests", "err", err)
+		return nil
+	}
+	var out []views.DroppedRequest
+	for _, e := range evs {
+		if strings.EqualFold(e.Details["requester"], username) {
+			out = append(out, views.DroppedRequest{Account: e.Details["account"], Member: h.memberName(ctx, e.MemberID), At: e.At})
+		}
+	}
+	return out
 }

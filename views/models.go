@@ -439,3 +439,11 @@ type OfflinePage struct {
 	Refused      string
 	FormError    string
 }
+
+// DroppedRequest is a request made in Offline Workflow and dropped at
+// Resume Online, as its requester is told.
+type DroppedRequest struct {
+	Account string
+	Member  string
+	At      time.Time
+}

@@ -242,6 +242,13 @@ func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
 	if status := gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.quickAccount, "reason": "INC-3 online"}, &done); status != http.StatusCreated {
 		t.Fatalf("request on gamma once resumed: status %d", status)
 	}
+	// The requester is told, on any member.
+	browser := beta.Client()
+	beta.Login(t, browser, "rita", secPassword)
+	if resp, page := secSend(t, beta, browser, secRequest{method: "GET", path: "/requests"}); resp.StatusCode != http.StatusOK ||
+		!strings.Contains(page, `id="dropped-requests"`) || !strings.Contains(page, "oracle@db-1") {
+		t.Errorf("rita's requests on beta do not tell her of the dropped request:\n%s", secShort(page))
+	}
 }
 
 // withOfflineThreshold sets the developer threshold of the automatic modes.

@@ -62,6 +62,8 @@ func (s *StreamLayer) HandOff(c *tls.Conn) {
 	case s.conns <- wrapped:
 	case <-s.closed:
 		return
+	case <-done: // closed by CloseHanded
+		return
 	case <-time.After(10 * time.Second):
 		return
 	}

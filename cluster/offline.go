@@ -167,6 +167,12 @@ func (n *Node) Isolate(ctx context.Context, actor, reason string) (string, error
 func (n *Node) swapRaft(between func() error, dormant bool) error {
 	n.instMu.Lock()
 	defer n.instMu.Unlock()
+	// Shutdown closes the instance it finds: after it, none may start.
+	select {
+	case <-n.closing:
+		return errors.New("this appliance shuts down")
+	default:
+	}
 	if err := n.inst.Load().close(); err != nil {
 		n.log.Warn("stop raft", "err", err)
 	}

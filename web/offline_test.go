@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"conclave/cluster"
 	"conclave/internal/testapp"
 	"conclave/internal/testnet"
 	"conclave/web"
@@ -364,6 +365,88 @@ func TestOfflineWorkflowSurvivesRestart(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the offline request on alpha after resume: created %d times", created)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitSameData(t, c.alpha, gamma)
+}
+
+// Resume Online is idempotent: some offline events reached the cluster
+// before the member crashed (a merge cut short), and the member stops in
+// the middle of Resume Online; once it has resumed, every offline event is
+// in the cluster's audit log exactly once.
+func TestOfflineWorkflowMergeOnceAfterCrash(t *testing.T) {
+	c := startOfflineCluster(t)
+	gAdmin := c.gamma.AdminToken(t)
+	rita := c.gamma.Token(t, "rita", secPassword)
+	c.cutGamma(t)
+	var started struct{ OperationID string }
+	if status := c.gamma.JSON(t, gAdmin, http.MethodPost, "/api/v1/cluster/isolate", map[string]string{"confirm": "Enable Offline Workflow"}, &started); status != http.StatusAccepted {
+		t.Fatalf("isolate: status %d", status)
+	}
+	var req accessRequest
+	if status := c.gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.quickAccount, "reason": "INC-5 offline"}, &req); status != http.StatusCreated {
+		t.Fatalf("request offline: status %d", status)
+	}
+	if status := c.gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests/"+req.ID+"/checkin", nil, &req); status != http.StatusOK {
+		t.Fatalf("check in offline: status %d", status)
+	}
+	spool, err := c.gamma.Store.UnmergedOfflineEvents(t.Context())
+	if err != nil || len(spool) < 4 {
+		t.Fatalf("offline spool: %d events, %v", len(spool), err)
+	}
+	c.healGamma()
+	// A merge cut short: the first events reached the cluster, the spool
+	// does not know.
+	for _, e := range spool[:2] {
+		e.Details["offline"] = "true"
+		cmd := cluster.Command{Type: cluster.CmdRecordEvent, ID: e.ID, At: e.At, Actor: e.Actor, Member: e.MemberID,
+			Event: &cluster.EventSpec{Type: e.Type, OperationID: e.OperationID, Details: e.Details}}
+		if err := c.alpha.Node.Propose(t.Context(), cmd); err != nil {
+			t.Fatalf("propose %s: %v", e.Type, err)
+		}
+	}
+	resume := func(app *testapp.App) int {
+		return app.JSON(t, gAdmin, http.MethodPost, "/api/v1/cluster/reintegrate", map[string]string{"confirm": "Resume Online"}, nil)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for resume(c.gamma) != http.StatusAccepted {
+		if time.Now().After(deadline) {
+			t.Fatal("Resume Online was not accepted once healed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Stopped in the middle; after the restart it finishes by itself, or
+	// an administrator asks again.
+	gamma := c.gamma.Restart(t)
+	deadline = time.Now().Add(time.Minute)
+	for gamma.Node.SelfState() != "ReplicaWithQuorum" {
+		if gamma.Node.Isolated() {
+			resume(gamma)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gamma is %s a minute after the restart", gamma.Node.SelfState())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	admin := c.alpha.AdminToken(t)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		seen := map[string]int{}
+		for _, e := range allEvents(t, c.alpha, admin) {
+			seen[e.ID]++
+		}
+		problem := ""
+		for _, e := range spool {
+			if seen[e.ID] != 1 {
+				problem += fmt.Sprintf(" %s %s×%d", e.Type, e.ID, seen[e.ID])
+			}
+		}
+		if problem == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offline events on alpha after resume:%s", problem)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

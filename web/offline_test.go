@@ -129,6 +129,10 @@ func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
 	if avail.ApplianceCurrentState != "Isolated" || !avail.IsIsolated || !avail.IsPasswordRequestAvailable || avail.IsPolicyChangeAvailable {
 		t.Fatalf("availability of an isolated member: %+v", avail)
 	}
+	// It serves: ready for a load balancer.
+	if status := gamma.JSON(t, "", http.MethodGet, "/readyz", nil, nil); status != http.StatusOK {
+		t.Errorf("/readyz of an isolated member: status %d; want 200", status)
+	}
 	// Policy and configuration are read-only.
 	if status := gamma.JSON(t, gAdmin, http.MethodPost, "/api/v1/assets", map[string]string{"name": "db-2", "address": "10.0.0.2", "platform": "Linux"}, &refusal); status < 400 ||
 		!strings.Contains(refusal.Error, "Offline Workflow") {

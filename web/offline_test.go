@@ -92,7 +92,7 @@ type apiRefusal struct{ Error, Field string }
 
 // Offline Workflow end to end: gamma is cut off, isolated, serves a
 // request (released and checked in, the password change bypassed) and
-// leaves another in flight; once healed and resumed, the offline events are
+// leaves another in flight (approved there by abel, checked out); once healed and resumed, the offline events are
 // in every member's audit log exactly once, the request in flight is
 // dropped, and gamma is a replica with the same data as the others.
 func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
@@ -101,6 +101,7 @@ func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
 	// Tokens are writes: get them while there is consensus.
 	gAdmin := gamma.AdminToken(t)
 	rita := gamma.Token(t, "rita", secPassword)
+	abel := gamma.Token(t, "abel", secPassword)
 	aAdmin := alpha.AdminToken(t)
 
 	var refusal apiRefusal
@@ -154,10 +155,14 @@ func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
 	if evs := eventsOfType(t, gamma, gAdmin, "AccessRequestPasswordResetByPassed"); len(evs) != 1 || evs[0].Details["requestId"] != done.ID {
 		t.Fatalf("AccessRequestPasswordResetByPassed on gamma: %+v", evs)
 	}
-	// A second request waits for approval: in flight at Resume Online.
+	// A second request waits for approval.
 	var inFlight accessRequest
 	if status := gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.slowAccount, "reason": "INC-2 offline"}, &inFlight); status != http.StatusCreated || inFlight.State != "Pending" {
 		t.Fatalf("second request offline: status %d, %+v", status, inFlight)
+	}
+	// abel approves it on gamma: checked out, and still so at Resume Online.
+	if status := gamma.JSON(t, abel, http.MethodPost, "/api/v1/access-requests/"+inFlight.ID+"/approve", nil, &inFlight); status != http.StatusOK || inFlight.State != "Available" {
+		t.Fatalf("approve offline: status %d, %+v", status, inFlight)
 	}
 
 	// Resume Online while the majority is still cut off: refused, naming it.
@@ -199,7 +204,7 @@ func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
 
 	// Every member's audit log has the offline period once, with gamma as
 	// the member that recorded it.
-	once := []string{"ClusterIsolateStarted", "ClusterIsolateCompleted", "AccessRequestPasswordResetByPassed", "AccessRequestPasswordReleased",
+	once := []string{"ClusterIsolateStarted", "ClusterIsolateCompleted", "AccessRequestPasswordResetByPassed", "AccessRequestPasswordReleased", "AccessRequestApproved",
 		"ClusterReintegrateStarted", "ClusterReintegrateCompleted", "AccessRequestDropped"}
 	for _, app := range []*testapp.App{alpha, beta, gamma} {
 		tok := app.AdminToken(t)

@@ -11,7 +11,7 @@ DEMO_DIR  ?= ./var/demo
 ARTIFACTS ?= $(CURDIR)/bin/test-artifacts
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run run-one generate test test-go vet fmt-check generate-check deps-run deps-test clean
+.PHONY: all build run run-one generate test test-go vet fmt-check generate-check deps-run deps-test bench clean fuzz fuzz-short vulncheck vulncheck-if-reachable
 
 all: build
 
@@ -46,7 +46,7 @@ deps-test: deps-run
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-test: deps-test vet fmt-check generate-check test-go
+test: deps-test vet fmt-check generate-check test-go fuzz-short vulncheck-if-reachable
 
 vet:
 	$(GO) vet ./...
@@ -68,6 +68,48 @@ test-go:
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -count=1 -timeout 20m -artifacts -outputdir=$(ARTIFACTS) ./...
 
+# The benchmarks of bench/ against their targets (enroll, replication,
+# failover, console and memory): about 10 minutes on 2 cores. Writes the
+# table to bin/bench/results.md (copy it into README.md's Benchmarks
+# section). BENCH_FLAGS passes -runs N, -rows N; BENCH=Enroll runs one.
+BENCH ?= .
+bench: deps-run build
+	@mkdir -p bin/bench
+	$(GO) test ./bench -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 30m -args \
+		-results $(CURDIR)/bin/bench/results.md -binary $(CURDIR)/$(BIN) $(BENCH_FLAGS)
+	@cat bin/bench/results.md
+
+# --- Hardening: fuzz tests and known vulnerabilities ---
+
+# Every Fuzz function of the repository, FUZZTIME each, one worker (the
+# machine is shared). make test runs them briefly; make fuzz for longer.
+# A failing input is saved under the package's testdata/fuzz/ and replayed
+# by every later go test.
+FUZZTIME ?= 3s
+fuzz-short:
+	@for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		pkg=$$(dirname $$file); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			printf 'fuzz %-12s %-22s %s\n' $$pkg $$name $(FUZZTIME); \
+			out=$$($(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime=$(FUZZTIME) -parallel 1 2>&1) || { echo "$$out" | tail -40; exit 1; }; \
+		done; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=$${FUZZTIME_LONG:-2m}
+
+# govulncheck, pinned. It needs its database at vuln.go.dev: make vulncheck
+# fails when that cannot be reached; make test skips it then, saying so.
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.1.4
+vulncheck:
+	$(GO) run $(GOVULNCHECK) ./...
+
+vulncheck-if-reachable:
+	@out=$$($(GO) run $(GOVULNCHECK) ./... 2>&1); rc=$$?; \
+	if [ $$rc -ne 0 ] && echo "$$out" | grep -q 'fetching vulnerabilities'; then \
+		echo "govulncheck SKIPPED: its vulnerability database (vuln.go.dev) cannot be reached from here; run 'make vulncheck' where it can."; \
+		echo "$$out" | grep 'fetching vulnerabilities' | head -1; \
+	else echo "$$out"; exit $$rc; fi
 
 clean:
 	rm -rf bin

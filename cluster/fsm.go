@@ -32,43 +32,66 @@ type ApplyResult struct {
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return ApplyResult{}
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies the committed entries raft hands over together in one
+// PostgreSQL transaction (raft.BatchingFSM): under load, raft commits many
+// entries at once, and one database commit for all of them is what lets a
+// member keep up.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	results := make([]any, len(logs))
+	var entries []store.Entry
+	var at []int // entries[k] is logs[at[k]]
+	for i, l := range logs {
+		results[i] = ApplyResult{}
+		// Entries at or below the applied index were applied before (a
+		// replay after a restart, or a log shipped after a snapshot copy).
+		if l.Type != raft.LogCommand || l.Index <= f.applied.Load() {
+			continue
+		}
+		var cmd Command
+		if err := json.Unmarshal(l.Data, &cmd); err != nil {
+			// Every member decodes the same bytes the same way, so this is
+			// an outcome, not a divergence.
+			f.log.Error("undecodable raft command", "index", l.Index, "err", err)
+			results[i] = ApplyResult{Rejection: store.Reject("", "undecodable command: %v", err)}
+			continue
+		}
+		entries = append(entries, store.Entry{Index: l.Index, Term: l.Term, Fn: func(tx *store.Tx) error {
+			return apply(context.Background(), tx, cmd, f.extra)
+		}})
+		at = append(at, i)
 	}
-	// Entries at or below the applied index were applied before (a replay
-	// after a restart, or a log shipped after a snapshot copy).
-	if l.Index <= f.applied.Load() {
-		return ApplyResult{}
-	}
-	var cmd Command
-	if err := json.Unmarshal(l.Data, &cmd); err != nil {
-		// Every member decodes the same bytes the same way, so this is an
-		// outcome, not a divergence.
-		f.log.Error("undecodable raft command", "index", l.Index, "err", err)
-		return ApplyResult{Rejection: store.Reject("", "undecodable command: %v", err)}
+	if len(entries) == 0 {
+		return results
 	}
 	// A database that is down must not make this member skip a command:
 	// retry until it answers or the appliance stops.
 	for attempt := 0; ; attempt++ {
-		outcome, _, err := f.store.Apply(context.Background(), l.Index, l.Term, func(tx *store.Tx) error {
-			return apply(context.Background(), tx, cmd, f.extra)
-		})
+		out, err := f.store.ApplyBatch(context.Background(), entries)
 		if err == nil {
-			f.applied.Store(l.Index)
-			res := ApplyResult{}
-			if rej, ok := outcome.(*store.Rejection); ok {
-				res.Rejection = rej
+			f.applied.Store(entries[len(entries)-1].Index)
+			for k, r := range out {
+				if rej, ok := r.Outcome.(*store.Rejection); ok {
+					results[at[k]] = ApplyResult{Rejection: rej}
+				}
 			}
-			return res
+			return results
 		}
-		f.log.Error("apply raft command; retrying", "index", l.Index, "type", cmd.Type, "attempt", attempt, "err", err)
+		f.log.Error("apply raft commands; retrying", "from", entries[0].Index, "to", entries[len(entries)-1].Index, "attempt", attempt, "err", err)
 		select {
 		case <-f.closing:
-			return ApplyResult{Rejection: store.Reject("", "appliance stopping: %v", err)}
+			for _, i := range at {
+				results[i] = ApplyResult{Rejection: store.Reject("", "appliance stopping: %v", err)}
+			}
+			return results
 		case <-time.After(backoff(attempt)):
 		}
 	}
 }
+
+var _ raft.BatchingFSM = (*fsm)(nil)
 
 func backoff(attempt int) time.Duration {
 	d := 50 * time.Millisecond << min(attempt, 6)

@@ -24,6 +24,9 @@ type Mode struct {
 	CA          *CA    `json:"ca,omitempty"`
 	// Resuming: an isolated appliance is running Resume Online (offline.go).
 	Resuming bool `json:"resuming,omitempty"`
+	// RestorePending: the data of a backup was restored; the appliance
+	// still has to become a cluster of its own (restore.go).
+	RestorePending bool `json:"restorePending,omitempty"`
 }
 
 func modePath(dataDir string) string { return filepath.Join(dataDir, "mode.json") }

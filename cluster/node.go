@@ -34,7 +34,11 @@ type Timing struct {
 	Heartbeat   time.Duration
 	Election    time.Duration
 	LeaderLease time.Duration
-	Commit      time.Duration
+	// Commit: when no new entries flow, the leader tells followers the
+	// commit index every Commit to 2×Commit, so it bounds how long a
+	// committed write takes to show on the replicas (1 ms: p99 under
+	// 10 ms in the replication benchmark; 5 ms gave p99 13 ms).
+	Commit time.Duration
 	// ApplyTimeout bounds how long a proposal waits to be committed.
 	ApplyTimeout time.Duration
 }
@@ -44,8 +48,8 @@ func DefaultTiming() Timing {
 	return Timing{
 		Heartbeat:    500 * time.Millisecond,
 		Election:     500 * time.Millisecond,
-		LeaderLease:  250 * time.Millisecond,
-		Commit:       5 * time.Millisecond,
+		LeaderLease:  500 * time.Millisecond,
+		Commit:       1 * time.Millisecond,
 		ApplyTimeout: 10 * time.Second,
 	}
 }
@@ -165,6 +169,10 @@ type Node struct {
 	// offlineOps are this member's Enable Offline Workflow and Resume
 	// Online runs (offline.go).
 	offlineOps localOperations
+	// backups: where backups go and their schedule (backup.go).
+	backups *Backups
+	// chainCache: the last check of the audit chain (auditchain.go).
+	chainCache atomic.Pointer[chainResult]
 }
 
 // ErrNotLeader is returned for a proposal when no primary can be reached.
@@ -230,6 +238,9 @@ func (n *Node) raftConfig() *raft.Config {
 	rc.ElectionTimeout = n.cfg.Timing.Election
 	rc.LeaderLeaseTimeout = n.cfg.Timing.LeaderLease
 	rc.CommitTimeout = n.cfg.Timing.Commit
+	// Proposals waiting to be committed go into the log together, one
+	// disk write for many (see the replication benchmark in bench/).
+	rc.BatchApplyCh = true
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log}})
 	rc.NotifyCh = n.leaderCh
 	// The FSM's state lives in PostgreSQL and survives restarts.
@@ -578,6 +589,10 @@ func (n *Node) onLeader() {
 	if err := n.ensureOwnCertificate(ctx); err != nil {
 		n.log.Error("member certificate", "err", err)
 	}
+	// An appliance restored from a backup becomes a cluster of its own.
+	if err := n.finishRestore(ctx); err != nil {
+		n.log.Error("finish restore", "err", err)
+	}
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.recordElection(ctx)
 	n.runner.settleOrphans(ctx)
@@ -679,3 +694,24 @@ func (n *Node) ProposeRetrying(ctx context.Context, cmd Command) error {
 
 // appliedIndex is the last raft index this member's FSM applied.
 func (n *Node) appliedIndex() uint64 { return n.applied.Load() }
+
+// CatchUp waits until this member has applied everything the primary had
+// applied when asked: a replica answering "not found" for something made a
+// moment ago on another member (a load balancer without sticky sessions)
+// first makes sure it is not merely behind.
+func (n *Node) CatchUp(ctx context.Context) error {
+	if n.IsLeader() {
+		return nil
+	}
+	addr, id := n.r().LeaderWithID()
+	if id == "" {
+		return ErrNotLeader
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := n.peers.Status(cctx, string(addr))
+	if err != nil {
+		return fmt.Errorf("ask the primary how far it is: %w", err)
+	}
+	return n.WaitApplied(cctx, st.AppliedIndex)
+}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"conclave/store"
@@ -97,6 +98,12 @@ func (p *PeerClient) Propose(ctx context.Context, addr string, data []byte) (uin
 	var pe *PeerError
 	if errors.As(err, &pe) && pe.Status == http.StatusServiceUnavailable {
 		return 0, ErrNotLeader
+	}
+	if err != nil && neverSent(err) {
+		// The primary this member knew does not take connections (it
+		// stopped; an election is under way): nothing was proposed, so
+		// the caller may wait for the next primary and try again.
+		return 0, fmt.Errorf("%w (the primary at %s does not answer: %v)", ErrNotLeader, addr, err)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("forward to the primary at %s: %w", addr, err)
@@ -216,4 +223,11 @@ func (p *PeerClient) startOnLeader(ctx context.Context, n *Node, kind, actor, me
 		return "", fmt.Errorf("ask the primary: %w", err)
 	}
 	return ans.OperationID, nil
+}
+
+// neverSent tells whether a request failed before anything reached the
+// other side: the connection was refused or could not be made.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &op) && op.Op == "dial")
 }

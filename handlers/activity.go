@@ -58,6 +58,7 @@ func (h *Handlers) ActivityPage(w http.ResponseWriter, r *http.Request) {
 		f = store.EventFilter{}
 	}
 	f.Limit = p.Limit
+	p.Chain = h.auditChain(ctx)
 	events, err := h.Store.Events(ctx, f)
 	if err != nil {
 		h.renderError(w, r, err)
@@ -133,6 +134,9 @@ func eventSummary(e store.Event) string {
 		return fmt.Sprintf("%s tested the link %s ↔ %s.", e.Actor, d["from"], d["to"])
 	case "OperationResultUnknown":
 		return "A " + d["kind"] + " operation was left unfinished by a primary that stopped."
+	}
+	if s := backupEventSummary(e); s != "" {
+		return s
 	}
 	return workflowEventSummary(e)
 }

@@ -50,12 +50,24 @@ func (h *Handlers) Availability(w http.ResponseWriter, r *http.Request) {
 		IsSessionRequestAvailable:  false,
 		IsPolicyChangeAvailable:    h.Workflow.PolicyChangesAvailable(),
 	}
-	if primary {
-		now := time.Now().UTC()
-		out.LastSuccessfulDataSync = &now
-	} else if !st.LastContact.IsZero() {
-		lc := st.LastContact.UTC()
-		out.LastSuccessfulDataSync = &lc
+	// The last time this appliance's data was the cluster's: now on the
+	// primary; the last contact with the primary on a replica (or, on a
+	// primary that lost its majority, when it stepped down); the moment it
+	// left on an appliance standing alone after Unjoin. None while being
+	// added: its data is being replaced.
+	var synced time.Time
+	switch {
+	case primary:
+		synced = time.Now()
+	case state == cluster.StateMaintenance:
+	case state == cluster.StateStandaloneRO:
+		synced = h.Node.Mode().Since
+	default:
+		synced = st.LastContact
+	}
+	if !synced.IsZero() {
+		synced = synced.UTC()
+		out.LastSuccessfulDataSync = &synced
 	}
 	writeJSON(w, http.StatusOK, out)
 }

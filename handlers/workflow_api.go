@@ -509,6 +509,10 @@ func (h *Handlers) APIRequests(w http.ResponseWriter, r *http.Request) {
 // the roles that see all.
 func (h *Handlers) visibleRequest(r *http.Request) (store.AccessRequest, error) {
 	x, err := h.Store.RequestByID(r.Context(), chi.URLParam(r, "id"))
+	if errors.Is(err, store.ErrNotFound) && h.Node.CatchUp(r.Context()) == nil {
+		// Made a moment ago through another member: this one may be behind.
+		x, err = h.Store.RequestByID(r.Context(), chi.URLParam(r, "id"))
+	}
 	if err != nil {
 		return x, err
 	}

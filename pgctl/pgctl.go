@@ -164,6 +164,11 @@ func (s *Server) initOnce(ctx context.Context) error {
 		"max_connections = 50\n" +
 		"shared_buffers = 32MB\n" +
 		"fsync = on\n" +
+		// No WAL shipping (raft replicates): with minimal WAL, the COPY
+		// into tables truncated in the same transaction (a snapshot
+		// restored at Add Replica) writes no WAL, only the tables.
+		"wal_level = minimal\n" +
+		"max_wal_senders = 0\n" +
 		"log_min_messages = warning\n"
 	f, err := os.OpenFile(filepath.Join(s.dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

@@ -41,9 +41,15 @@ func (t *Tx) InsertEvent(ctx context.Context, e Event) error {
 	if e.Details == nil {
 		details = []byte("{}")
 	}
-	_, err = t.tx.Exec(ctx, `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details) values ($1, $2, $3, $4, $5, $6, $7, $8)
+	// The event's place in the audit chain (auditchain.go).
+	e.At, e.RaftIndex = eventTime(e.At), t.Index
+	seq, prev, err := t.nextChainLink(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.Exec(ctx, `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details, seq, hash) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		on conflict (id) do nothing`,
-		e.ID, t.Index, e.Type, e.MemberID, e.Actor, e.At, e.OperationID, details)
+		e.ID, t.Index, e.Type, e.MemberID, e.Actor, e.At, e.OperationID, details, seq, EventHash(prev, seq, e))
 	if err != nil {
 		return fmt.Errorf("insert event %s: %w", e.Type, err)
 	}

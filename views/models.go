@@ -230,6 +230,15 @@ type ActivityPage struct {
 	Members []Option
 	Filter  ActivityFilter
 	Limit   int
+	// Chain is the audit log's hash chain check.
+	Chain AuditChain
+}
+
+// AuditChain is the result of verifying the audit log's hash chain.
+type AuditChain struct {
+	Checked int
+	Broken  string // what breaks it, naming the first broken event; "" when intact
+	Error   string // the check could not run
 }
 
 // ActivityFilter echoes the filter form.
@@ -446,4 +455,46 @@ type DroppedRequest struct {
 	Account string
 	Member  string
 	At      time.Time
+}
+
+// --- Backups (backup and restore) ---
+
+// BackupsPage lists this appliance's backups and offers Back up now and
+// Restore.
+type BackupsPage struct {
+	Page
+	Backups []BackupRow
+	// Created names the backup just made; Return is the confirmation page
+	// the administrator came from ("Back up first").
+	Created     string
+	Return      string
+	ReturnLabel string
+	FormError   string
+	// RestoreError is why the last restore was refused; RestoreRefused
+	// why this appliance cannot take a restore at all.
+	RestoreError   string
+	RestoreRefused string
+	RestorePhrase  string
+	MinPassphrase  int
+	Schedule       string
+	Directory      string
+}
+
+// BackupRow is one backup file.
+type BackupRow struct {
+	Name      string
+	Size      string
+	CreatedAt time.Time
+	Kind      string
+	Cluster   string
+	RaftIndex uint64
+	Build     string
+	Rows      int64
+	Problem   string
+}
+
+// BackUpFirstLink is the "Back up first" offer on a confirmation page.
+type BackUpFirstLink struct {
+	Return string // the confirmation page to come back to
+	Label  string
 }

@@ -46,6 +46,13 @@ type Config struct {
 	// OfflineThreshold, when set, replaces the thresholds of the automatic
 	// Offline Workflow modes (--dev-offline-threshold; demos and tests).
 	OfflineThreshold time.Duration
+	// Backups: where they are kept (default <data-dir>/backups) and the
+	// schedule (BackupEvery 0: none), with the passphrase that encrypts
+	// scheduled backups.
+	BackupDir        string
+	BackupEvery      time.Duration
+	BackupKeep       int
+	BackupPassphrase string
 }
 
 // Appliance is a running appliance.
@@ -179,6 +186,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 		return nil, err
 	}
 	a.Node.AddHealthCheck(certificateCheck(cert))
+	a.Node.ConfigureBackups(&cluster.Backups{Dir: cfg.BackupDir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep, Passphrase: cfg.BackupPassphrase})
 	a.Auth = auth.NewService(a.Store, a.Node, cfg.Log, cfg.Auth)
 	a.Workflow = workflow.New(a.Store, a.Node, cfg.Log)
 
@@ -254,6 +262,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 		defer close(a.expiryDone)
 		a.Workflow.RunExpiry(a.stop)
 	}()
+	a.Node.RunBackupSchedule()
 	close(a.ready)
 	return a, nil
 }

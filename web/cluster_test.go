@@ -7,55 +7,21 @@ import (
 	"time"
 
 	"conclave/internal/testapp"
-	"conclave/web"
 )
 
-func named(name string) testapp.Option { return func(c *web.Config) { c.Name = name } }
+var named = testapp.Named
 
-type operation struct {
-	ID    string `json:"id"`
-	Kind  string `json:"kind"`
-	State string `json:"state"`
-	Error string `json:"error"`
-	Steps []struct {
-		Name, State, Message string
-		Percent              int
-	} `json:"steps"`
-}
+type operation = testapp.Operation
 
 // waitOperation polls an operation until it ends.
 func waitOperation(t *testing.T, app *testapp.App, token, id string) operation {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var op operation
-		if status := app.JSON(t, token, http.MethodGet, "/api/v1/operations/"+id, nil, &op); status != http.StatusOK {
-			t.Fatalf("operation %s: status %d", id, status)
-		}
-		if op.State != "Pending" && op.State != "Running" {
-			return op
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("operation %s still %s after 2 minutes: %+v", id, op.State, op.Steps)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return app.WaitOperation(t, token, id, 2*time.Minute)
 }
 
 func addReplica(t *testing.T, primary *testapp.App, replica *testapp.App) operation {
 	t.Helper()
-	var out struct{ OperationID string }
-	status := primary.JSON(t, primary.AdminToken(t), http.MethodPost, "/api/v1/cluster/members", map[string]string{
-		"address": replica.Addr(), "authenticationToken": replica.AdminToken(t), "confirm": "Add Replica",
-	}, &out)
-	if status != http.StatusAccepted {
-		t.Fatalf("add replica %s: status %d", replica.Cfg.Name, status)
-	}
-	op := waitOperation(t, primary, primary.AdminToken(t), out.OperationID)
-	if op.State != "Succeeded" {
-		t.Fatalf("add replica %s: %s: %s; steps %+v", replica.Cfg.Name, op.State, op.Error, op.Steps)
-	}
-	return op
+	return primary.AddReplica(t, replica)
 }
 
 type member struct {

@@ -88,6 +88,7 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 			r.Get("/api/v1/cluster/status", h.APIStatus)
 			r.Get("/api/v1/operations/{id}", h.APIOperation)
 			r.Get("/api/v1/events", h.APIEvents)
+			r.Get("/api/v1/events/chain", h.APIAuditChain)
 			r.Get("/api/v1/users", h.APIUsers)
 			// Link latency: every role reads, and every role may run Test
 			// link (probes only; Helpdesk changes nothing else).
@@ -138,6 +139,16 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.With(h.RequireWritable).Delete("/api/v1/users/{id}", h.APIDisableUser)
 				// The access-request workflow (web/workflow_routes.go).
 				workflowAdminRoutes(h, r)
+
+				// Backup and restore (handlers/backups.go).
+				r.Get("/backups", h.BackupsPage)
+				r.Post("/backups", h.CreateBackupForm)
+				r.Get("/backups/{name}", h.DownloadBackup)
+				r.Post("/backups/restore", h.RestoreForm)
+				r.Get("/api/v1/backups", h.APIBackups)
+				r.Post("/api/v1/backups", h.APICreateBackup)
+				r.Get("/api/v1/backups/{name}", h.DownloadBackup)
+				r.Post("/api/v1/backups/restore", h.APIRestore)
 			})
 		})
 	})

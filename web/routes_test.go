@@ -417,6 +417,7 @@ func routeCases() []routeCase {
 			}},
 		{method: "GET", route: "/api/v1/events", req: routePath("/api/v1/events?type=UserCreated"), want: forAPIUsers(http.StatusOK)},
 		{method: "GET", route: "/api/v1/users", req: routePath("/api/v1/users"), want: forAPIUsers(http.StatusOK)},
+		{method: "GET", route: "/api/v1/events/chain", req: routePath("/api/v1/events/chain"), want: forAPIUsers(http.StatusOK)},
 
 		// Link latency: every role reads and may run Test link (the one
 		// member has no link, so Test link is refused with a reason).
@@ -563,6 +564,29 @@ func routeCases() []routeCase {
 				return secRequest{path: "/api/v1/cluster/reintegrate", json: map[string]string{"confirm": handlers.PhraseReintegrate}}
 			}},
 
+		// Backup and restore: administrators only. A restore without a
+		// backup file is refused for its content type, and nothing changes.
+		{method: "GET", route: "/backups", req: routePath("/backups"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/backups", want: forAdmins(http.StatusSeeOther),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/backups", form: url.Values{"passphrase": {routeBackupPass}, "passphrase2": {routeBackupPass}}}
+			}},
+		{method: "GET", route: "/backups/{name}", req: routePath("/backups/conclave-none.ccbackup"), want: forAdmins(http.StatusNotFound)},
+		{method: "POST", route: "/backups/restore", want: forAdmins(http.StatusUnsupportedMediaType),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/backups/restore", form: url.Values{"confirm": {cluster.PhraseRestore}}}
+			}},
+		{method: "GET", route: "/api/v1/backups", req: routePath("/api/v1/backups"), want: forAPIAdmins(http.StatusOK)},
+		{method: "POST", route: "/api/v1/backups", want: forAPIAdmins(http.StatusCreated),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/backups", json: map[string]string{"passphrase": routeBackupPass}}
+			}},
+		{method: "GET", route: "/api/v1/backups/{name}", req: routePath("/api/v1/backups/conclave-none.ccbackup"), want: forAPIAdmins(http.StatusNotFound)},
+		{method: "POST", route: "/api/v1/backups/restore", want: forAPIAdmins(http.StatusUnsupportedMediaType),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/backups/restore", json: map[string]string{"confirm": cluster.PhraseRestore}}
+			}},
+
 		// The node API. Who the appliance is: public.
 		{method: "GET", route: "/node/v1/info", req: routePath("/node/v1/info"), want: forAll(http.StatusOK)},
 		// Enrollment calls, made before the appliance has a member
@@ -620,6 +644,9 @@ func routeCases() []routeCase {
 			}},
 	}, workflowRouteCases()...)
 }
+
+// routeBackupPass is the passphrase of the backups the route table makes.
+const routeBackupPass = "a backup passphrase for tests"
 
 // routeNobody is an address where no appliance answers.
 const routeNobody = "127.0.0.1:1"

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,13 +23,21 @@ var (
 	dir      string
 	startErr error
 	counter  atomic.Int64
+	// shared: the server was started by the parent process (a fuzzing
+	// coordinator), which stops it; this process only uses it.
+	shared bool
 )
+
+// sharedDirEnv passes the server's directory to the processes the test
+// binary starts: go test -fuzz runs its inputs in worker processes, which
+// it kills at the end, so a server of their own would outlive them.
+const sharedDirEnv = "CONCLAVE_TESTPG_SHARED_DIR"
 
 // Main runs the tests, then stops the server if one was started. Call it
 // from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
-	if server != nil {
+	if server != nil && !shared {
 		if err := server.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 		}
@@ -41,6 +50,12 @@ func Main(m *testing.M) {
 func Server(t testing.TB) *pgctl.Server {
 	t.Helper()
 	once.Do(func() {
+		if d := os.Getenv(sharedDirEnv); d != "" {
+			// pgctl.Start uses the parent's running server as it is.
+			dir, shared = filepath.Dir(d), true
+			server, startErr = pgctl.Start(context.Background(), d, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			return
+		}
 		dir, startErr = os.MkdirTemp("", "cpg")
 		if startErr != nil {
 			return
@@ -50,6 +65,9 @@ func Server(t testing.TB) *pgctl.Server {
 			os.Chmod(dir, 0o755)
 		}
 		server, startErr = pgctl.Start(context.Background(), dir+"/pg", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if startErr == nil {
+			os.Setenv(sharedDirEnv, dir+"/pg")
+		}
 	})
 	if startErr != nil {
 		t.Fatalf("start PostgreSQL for tests: %v", startErr)

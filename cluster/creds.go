@@ -161,6 +161,11 @@ func (n *Node) IsPeerAllowed(id string) bool {
 	if m := n.Mode(); m.State == StateMaintenance && m.PrimaryID == id {
 		return true
 	}
+	if n.inst.Load().dormant {
+		// Isolated (offline.go): the dormant raft knows no configuration;
+		// the members are those raft had applied when it stopped.
+		return n.isStoredMember(id)
+	}
 	f := n.r().GetConfiguration()
 	if f.Error() != nil {
 		return false

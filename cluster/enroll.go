@@ -324,6 +324,11 @@ func (n *Node) CheckEnrollTarget(ctx context.Context, t EnrollTarget) error {
 	if t.Info.Version != n.cfg.Version {
 		return fmt.Errorf("%s runs build %s and this cluster %s: upgrade one so both run the same build", t.Info.Name, t.Info.Version, n.cfg.Version)
 	}
+	if ms, err := n.MemberStatuses(ctx); err != nil {
+		return err
+	} else if err := IsolatedMember(ms); err != nil {
+		return err
+	}
 	if !t.Info.Standalone {
 		return fmt.Errorf("%s is a member of a cluster with %d members: unjoin it there first", t.Info.Name, t.Info.Members)
 	}

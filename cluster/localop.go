@@ -138,5 +138,8 @@ func (n *Node) Operation(ctx context.Context, id string) (store.Operation, error
 	if l, ok := n.resets.get(id); ok {
 		return l.snapshot(), nil
 	}
+	if l, ok := n.offlineOps.get(id); ok {
+		return l.snapshot(), nil
+	}
 	return op, err
 }

@@ -14,7 +14,7 @@ import (
 // read-only after Unjoin. It is kept in the data directory so a restart
 // keeps it.
 type Mode struct {
-	State  string    `json:"state,omitempty"` // "", Maintenance, LeavingCluster, StandaloneReadOnly
+	State  string    `json:"state,omitempty"` // "", Maintenance, LeavingCluster, StandaloneReadOnly, Isolated
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since,omitempty"`
 	// While being enrolled: who enrolls this appliance, and its CA.
@@ -22,6 +22,8 @@ type Mode struct {
 	ClusterID   string `json:"clusterId,omitempty"`
 	ClusterName string `json:"clusterName,omitempty"`
 	CA          *CA    `json:"ca,omitempty"`
+	// Resuming: an isolated appliance is running Resume Online (offline.go).
+	Resuming bool `json:"resuming,omitempty"`
 	// RestorePending: the data of a backup was restored; the appliance
 	// still has to become a cluster of its own (restore.go).
 	RestorePending bool `json:"restorePending,omitempty"`
@@ -75,6 +77,8 @@ func (n *Node) ReadOnlyReason() string {
 		return "This appliance is leaving its cluster; it accepts no changes."
 	case StateStandaloneRO:
 		return "This appliance left its cluster and is read-only. Activate it to make it a writable primary of its own."
+	case StateIsolated:
+		return "This appliance is in Offline Workflow: policy and configuration are read-only until it resumes online."
 	}
 	if !n.IsLeader() {
 		return "This appliance is a replica: configuration is read-only here. Make changes on the primary."

@@ -111,6 +111,9 @@ type Config struct {
 	Timing Timing
 	// Apply applies the commands of other packages (workflow.Apply).
 	Apply Applier
+	// OfflineThreshold, when set, replaces both thresholds of the automatic
+	// Offline Workflow modes (a developer flag for demos and tests).
+	OfflineThreshold time.Duration
 }
 
 // raftInstance is one life of raft on this appliance. Enrollment, Unjoin
@@ -119,6 +122,8 @@ type raftInstance struct {
 	raft      *raft.Raft
 	logStore  *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
+	// dormant: the stand-in raft of an isolated member (offline.go).
+	dormant bool
 }
 
 // Node is this appliance's member of the raft group.
@@ -166,6 +171,9 @@ type Node struct {
 	// this member and it waits for the primary's data.
 	refillFrom atomic.Value
 	clusterID  atomic.Pointer[cachedClusterID]
+	// offlineOps are this member's Enable Offline Workflow and Resume
+	// Online runs (offline.go).
+	offlineOps localOperations
 	// backups: where backups go and their schedule (backup.go).
 	backups *Backups
 	// chainCache: the last check of the audit chain (auditchain.go).
@@ -207,14 +215,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// A member being enrolled waits, raft running but not bootstrapped,
 	// for the primary to add it.
 	bootstrap := mode.State != StateMaintenance
-	if err := n.startRaft(bootstrap, false); err != nil {
+	if isolated, err := n.startOffline(ctx, mode); err != nil {
 		return nil, err
+	} else if !isolated {
+		if err := n.startRaft(bootstrap, false); err != nil {
+			return nil, err
+		}
 	}
 	n.lastLeader.Store("")
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
 	go n.watchState()
 	go n.prober.run()
+	go n.watchOffline()
 	if mode.State == StateLeavingCluster {
 		go n.watchRemoval()
 	}
@@ -300,6 +313,9 @@ func (inst *raftInstance) close() error {
 	var err error
 	if inst.raft != nil {
 		err = inst.raft.Shutdown().Error()
+	}
+	if inst.dormant {
+		return err
 	}
 	inst.transport.Close()
 	if cerr := inst.logStore.Close(); err == nil {
@@ -500,6 +516,9 @@ func (n *Node) ProposeData(ctx context.Context, typ, actor string, data any, ev 
 
 // RecordEvent appends an audit event that has no other effect.
 func (n *Node) RecordEvent(ctx context.Context, actor string, ev EventSpec) error {
+	if n.Isolated() {
+		return n.ApplyOffline(ctx, Command{Type: CmdRecordEvent, Actor: actor, Event: &ev})
+	}
 	return n.Propose(ctx, Command{Type: CmdRecordEvent, Actor: actor, Event: &ev})
 }
 

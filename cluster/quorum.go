@@ -102,6 +102,16 @@ func (n *Node) flushEvents() {
 		if !ok {
 			return
 		}
+		// An isolated member keeps its events in the offline spool, which
+		// survives a restart; Resume Online merges them.
+		if n.Isolated() {
+			if err := n.ApplyOffline(context.Background(), cmd); err != nil {
+				n.log.Warn("spool an event", "type", cmd.Event.Type, "err", err)
+				return
+			}
+			n.events.pop()
+			continue
+		}
 		if _, id := n.r().LeaderWithID(); id == "" {
 			return
 		}

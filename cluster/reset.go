@@ -38,6 +38,8 @@ func (n *Node) CheckReset(ctx context.Context, plan ResetPlan) ([]MemberStatus, 
 	switch n.SelfState() {
 	case StateOnline, StateReplicaWithQuorum:
 		return nil, errors.New("the cluster has consensus: use Unjoin to remove a member, or Failover to change the primary; Reset Cluster is for a cluster that lost consensus")
+	case StateIsolated:
+		return nil, errors.New("this appliance is in Offline Workflow: Resume Online first (its offline audit log would be lost otherwise)")
 	}
 	if !slices.Contains(plan.Keep, plan.PrimaryID) {
 		return nil, errors.New("the new primary must be one of the members kept")

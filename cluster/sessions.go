@@ -32,6 +32,10 @@ func (b SessionBackend) PutSession(ctx context.Context, r store.SessionRow) erro
 		}
 		return b.n.store.PutLocalSession(ctx, r)
 	}
+	// An isolated member has no primary to wait for (offline.go).
+	if b.n.Isolated() {
+		return b.n.store.PutLocalSession(ctx, r)
+	}
 	// During a change of primary the session waits the election out; only
 	// when no primary comes is it kept here.
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)

@@ -15,6 +15,8 @@ type Settings struct {
 	OIDC        OIDCSettings
 	// Links colour link latency in the console (see links.go).
 	Links LinkThresholds
+	// Offline: the automatic Offline Workflow modes (offline.go).
+	Offline OfflineSettings
 }
 
 // OIDCSettings configure sign-in through an OpenID Connect provider.
@@ -36,6 +38,7 @@ const (
 	KeyClusterURL   = "clusterUrl"
 	KeyOIDC         = "oidc"
 	KeyLinks        = "linkThresholds"
+	KeyOffline      = "offlineWorkflow"
 	DefaultRolesKey = "groups"
 )
 
@@ -45,7 +48,7 @@ func LoadSettings(ctx context.Context, st *store.Store) (Settings, error) {
 	if err != nil {
 		return Settings{}, err
 	}
-	s := Settings{ClusterName: "Conclave", Links: DefaultLinkThresholds()}
+	s := Settings{ClusterName: "Conclave", Links: DefaultLinkThresholds(), Offline: DefaultOfflineSettings()}
 	if v, ok := raw[KeyClusterName]; ok {
 		json.Unmarshal(v, &s.ClusterName)
 	}
@@ -62,6 +65,11 @@ func LoadSettings(ctx context.Context, st *store.Store) (Settings, error) {
 			s.Links = DefaultLinkThresholds()
 		}
 	}
+	if v, ok := raw[KeyOffline]; ok {
+		if err := json.Unmarshal(v, &s.Offline); err != nil || s.Offline.Validate() != nil {
+			s.Offline = DefaultOfflineSettings()
+		}
+	}
 	if s.OIDC.RolesClaim == "" {
 		s.OIDC.RolesClaim = DefaultRolesKey
 	}
@@ -74,5 +82,6 @@ func SettingsValues(s Settings) map[string]json.RawMessage {
 	url, _ := json.Marshal(s.ClusterURL)
 	oidc, _ := json.Marshal(s.OIDC)
 	links, _ := json.Marshal(s.Links)
-	return map[string]json.RawMessage{KeyClusterName: name, KeyClusterURL: url, KeyOIDC: oidc, KeyLinks: links}
+	offline, _ := json.Marshal(s.Offline)
+	return map[string]json.RawMessage{KeyClusterName: name, KeyClusterURL: url, KeyOIDC: oidc, KeyLinks: links, KeyOffline: offline}
 }

@@ -56,9 +56,15 @@ func (s *StreamLayer) HandOff(c *tls.Conn) {
 		delete(s.handed, wrapped)
 		s.mu.Unlock()
 	}()
+	// Raft may not be accepting (an isolated member's raft is dormant):
+	// give up after raft's own timeout rather than hold the connection.
 	select {
 	case s.conns <- wrapped:
 	case <-s.closed:
+		return
+	case <-done: // closed by CloseHanded
+		return
+	case <-time.After(10 * time.Second):
 		return
 	}
 	select {

@@ -37,6 +37,9 @@ func (n *Node) CheckUnjoin(ctx context.Context, memberID string) (MemberStatus, 
 	if target.Role == "Primary" {
 		return *target, fmt.Errorf("%s is the primary and cannot be unjoined: fail over to another member first", target.Name)
 	}
+	if err := IsolatedMember(ms); err != nil {
+		return *target, err
+	}
 	if err := consensusWithout(ms, memberID); err != nil {
 		return *target, err
 	}

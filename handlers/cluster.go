@@ -43,6 +43,7 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if st := h.Node.SelfState(); isAdmin && (st == cluster.StateReplicaNoQuorum || st == cluster.StatePrimaryNoQuorum) {
 		p.Reset = views.Action{Show: true}
+		p.Isolate = views.Action{Show: true}
 	}
 	voters := 0
 	for _, m := range ms {
@@ -65,6 +66,9 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 		p.Members = append(p.Members, row)
 	}
 	p.Summary = clusterSummary(ms)
+	if mode.State == cluster.StateIsolated {
+		p.Summary = offlineSummary(h.Node.Name())
+	}
 	switch mode.State {
 	case cluster.StateMaintenance:
 		p.Summary = h.Node.Name() + " has no cluster of its own while it is being added to one: it waits for the primary that adds it."

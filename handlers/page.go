@@ -37,6 +37,9 @@ func (h *Handlers) page(r *http.Request, title, nav string) views.Page {
 			CanRequest: workflow.CanRequest(pr.Role), CanApprove: workflow.CanApprove(pr.Role)}
 		p.Banner = h.banner(ctx)
 	}
+	if m := h.Node.Mode(); m.State == cluster.StateIsolated {
+		p.Offline = &views.OfflineBannerModel{Member: h.Node.Name(), Since: m.Since, Resuming: m.Resuming}
+	}
 	switch r.URL.Query().Get("done") {
 	case "saved":
 		p.Flash = "Saved."

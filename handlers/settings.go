@@ -66,6 +66,8 @@ func (h *Handlers) renderSettings(w http.ResponseWriter, r *http.Request, status
 		Roles:           cluster.Roles,
 	}
 	p.LinkOKBelowMs, p.LinkWarningBelowMs = strconv.FormatFloat(s.Links.OKBelowMs, 'f', -1, 64), strconv.FormatFloat(s.Links.WarningBelowMs, 'f', -1, 64)
+	p.OfflineAutoIsolate, p.OfflineAutoResume = s.Offline.AutoIsolate, s.Offline.AutoResume
+	p.OfflineIsolateAfter, p.OfflineResumeAfter = strconv.Itoa(s.Offline.IsolateAfterMinutes), strconv.Itoa(s.Offline.ResumeAfterMinutes)
 	if h.OIDCOverride != nil {
 		p.Flash = "Sign-in with an identity provider is configured by the appliance's command line or environment, which wins over the values below."
 	}
@@ -155,6 +157,8 @@ func (h *Handlers) SaveSettings(w http.ResponseWriter, r *http.Request) {
 	}
 	links, linksErr := parseLinkThresholds(f, old.Links)
 	s.Links = links
+	offline, offlineErr := parseOfflineSettings(f, old.Offline)
+	s.Offline = offline
 	mapping, mapErr := ParseRoleMapping(f.Get("oidcRoleMapping"))
 	s.OIDC.RoleMapping = mapping
 	var ferr *apiError
@@ -173,6 +177,8 @@ func (h *Handlers) SaveSettings(w http.ResponseWriter, r *http.Request) {
 		ferr = badRequest("oidcRoleMapping", "%v", mapErr)
 	case linksErr != nil:
 		ferr = linksErr
+	case offlineErr != nil:
+		ferr = offlineErr
 	}
 	if ferr != nil {
 		h.renderSettings(w, r, http.StatusUnprocessableEntity, s, f.Get("oidcRoleMapping"), ferr)
@@ -210,6 +216,9 @@ func changedSettings(a, b cluster.Settings) []string {
 	}
 	if a.Links != b.Links {
 		out = append(out, "link latency thresholds")
+	}
+	if a.Offline != b.Offline {
+		out = append(out, "automatic Offline Workflow")
 	}
 	ma, _ := json.Marshal(a.OIDC.RoleMapping)
 	mb, _ := json.Marshal(b.OIDC.RoleMapping)

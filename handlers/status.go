@@ -87,7 +87,8 @@ func (h *Handlers) Readyz(w http.ResponseWriter, r *http.Request) {
 		problems = append(problems, "database does not answer: "+err.Error())
 	}
 	st := h.Node.Status()
-	if st.LeaderID == "" {
+	// An isolated member serves requests without a primary (Offline Workflow).
+	if st.LeaderID == "" && !h.Node.Isolated() {
 		problems = append(problems, "no primary is known")
 	}
 	select {

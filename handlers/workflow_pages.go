@@ -94,6 +94,7 @@ func (h *Handlers) RequestsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	p := views.RequestsPage{Page: h.page(r, "My requests", "requests"), Unavailable: h.unavailableReason(), CanRequest: workflow.CanRequest(me.Role)}
+	p.Dropped = h.droppedRequests(ctx, me.Username)
 	for _, x := range mine {
 		row := requestRow(x, me, now)
 		if x.State == store.RequestPending || x.State == store.RequestAvailable {

@@ -18,6 +18,8 @@ type Page struct {
 	// Refresh, when set, reloads the page after that many seconds in a
 	// browser without script (with script, app.js updates it in place).
 	Refresh int
+	// Offline is set on every page of a member in Offline Workflow.
+	Offline *OfflineBannerModel
 }
 
 // UserBadge is the signed-in user.
@@ -76,6 +78,8 @@ type ClusterPage struct {
 	// Reset is the Reset Cluster button, shown to administrators on a
 	// member that lost consensus.
 	Reset Action
+	// Isolate is the Enable Offline Workflow button, beside Reset.
+	Isolate Action
 	// PrimaryChange says when the primary last changed and why.
 	PrimaryChange string
 	PrimarySince  time.Time
@@ -314,6 +318,9 @@ type SettingsPage struct {
 	// Link latency thresholds, in milliseconds, as typed.
 	LinkOKBelowMs      string
 	LinkWarningBelowMs string
+	// Offline Workflow's automatic modes, as typed.
+	OfflineAutoIsolate, OfflineAutoResume   bool
+	OfflineIsolateAfter, OfflineResumeAfter string
 }
 
 // ErrorPage is a page that says what went wrong.
@@ -421,6 +428,33 @@ type ResetMember struct {
 	Reason                  string // why it cannot be kept (unreachable), if so
 	Keep, IsPrimary, IsSelf bool
 	Reachable               bool
+}
+
+// OfflineBannerModel is the banner of a member in Offline Workflow.
+type OfflineBannerModel struct {
+	Member   string
+	Since    time.Time
+	Resuming bool
+}
+
+// OfflinePage confirms Enable Offline Workflow or Resume Online.
+type OfflinePage struct {
+	Page
+	Action       string // Enable Offline Workflow, Resume Online
+	Phrase       string
+	Lead         string
+	Consequences []string
+	Danger       bool
+	Refused      string
+	FormError    string
+}
+
+// DroppedRequest is a request made in Offline Workflow and dropped at
+// Resume Online, as its requester is told.
+type DroppedRequest struct {
+	Account string
+	Member  string
+	At      time.Time
 }
 
 // --- Backups (backup and restore) ---

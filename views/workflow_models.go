@@ -47,6 +47,9 @@ type RequestsPage struct {
 	Search   string
 	Accounts []AccountRow
 	Searched bool
+	// Dropped are the user's requests made in Offline Workflow and dropped
+	// at Resume Online (views/offline.templ).
+	Dropped []DroppedRequest
 }
 
 // RequestFormPage asks for the reason of a request.

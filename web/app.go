@@ -43,6 +43,9 @@ type Config struct {
 	SessionIdle     time.Duration
 	SessionAbsolute time.Duration
 	Log             *slog.Logger
+	// OfflineThreshold, when set, replaces the thresholds of the automatic
+	// Offline Workflow modes (--dev-offline-threshold; demos and tests).
+	OfflineThreshold time.Duration
 	// Backups: where they are kept (default <data-dir>/backups) and the
 	// schedule (BackupEvery 0: none), with the passphrase that encrypts
 	// scheduled backups.
@@ -177,7 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 	a.Node, err = cluster.Start(ctx, cluster.Config{
 		DataDir: dataDir, Identity: identity, Name: cfg.Name, Advertise: advertise, Version: cfg.Version,
 		Store: a.Store, Log: cfg.Log, Stream: a.stream, Timing: cfg.Timing, Dialer: cfg.Dialer,
-		Apply: workflow.Apply,
+		Apply: workflow.Apply, OfflineThreshold: cfg.OfflineThreshold,
 	})
 	if err != nil {
 		return nil, err

@@ -127,6 +127,13 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.Post("/api/v1/cluster/members/{id}/promote", h.APIFailover)
 				r.Post("/api/v1/cluster/unlock", h.APIUnlock)
 				r.Post("/api/v1/cluster/reset", h.APIReset)
+				// Offline Workflow Mode (handlers/offline.go).
+				r.Get("/cluster/isolate", h.IsolatePage)
+				r.Post("/cluster/isolate", h.IsolateStart)
+				r.Get("/cluster/reintegrate", h.ReintegratePage)
+				r.Post("/cluster/reintegrate", h.ReintegrateStart)
+				r.Post("/api/v1/cluster/isolate", h.APIIsolate)
+				r.Post("/api/v1/cluster/reintegrate", h.APIReintegrate)
 				r.With(h.RequireWritable).Post("/api/v1/users", h.APICreateUser)
 				r.With(h.RequireWritable).Patch("/api/v1/users/{id}", h.APIUpdateUser)
 				r.With(h.RequireWritable).Delete("/api/v1/users/{id}", h.APIDisableUser)

@@ -544,6 +544,25 @@ func routeCases() []routeCase {
 			req: func(f *routeFixture, _ routeWho) secRequest {
 				return secRequest{path: "/api/v1/cluster/reset", json: map[string]any{"memberIds": []string{f.app.Node.ID()}, "primaryId": f.app.Node.ID(), "confirm": handlers.PhraseReset}}
 			}},
+		// Offline Workflow Mode: refused on an appliance with consensus that is not isolated.
+		{method: "GET", route: "/cluster/isolate", req: routePath("/cluster/isolate"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/cluster/isolate", want: forAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/cluster/isolate", form: url.Values{"confirm": {handlers.PhraseIsolate}}}
+			}},
+		{method: "GET", route: "/cluster/reintegrate", req: routePath("/cluster/reintegrate"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/cluster/reintegrate", want: forAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/cluster/reintegrate", form: url.Values{"confirm": {handlers.PhraseReintegrate}}}
+			}},
+		{method: "POST", route: "/api/v1/cluster/isolate", want: forAPIAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/isolate", json: map[string]string{"confirm": handlers.PhraseIsolate}}
+			}},
+		{method: "POST", route: "/api/v1/cluster/reintegrate", want: forAPIAdmins(http.StatusConflict),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/cluster/reintegrate", json: map[string]string{"confirm": handlers.PhraseReintegrate}}
+			}},
 
 		// Backup and restore: administrators only. A restore without a
 		// backup file is refused for its content type, and nothing changes.

@@ -50,6 +50,7 @@ const (
 	EvRequestCheckedIn  = "AccessRequestCheckedIn"
 	EvRequestExpired    = "AccessRequestExpired"
 	EvPasswordChanged   = "AccessRequestPasswordChanged"
+	EvPasswordBypassed  = "AccessRequestPasswordResetByPassed"
 	importStaleAfter    = time.Hour
 	maxExpiriesPerBatch = 500
 )
@@ -141,6 +142,9 @@ type Checkin struct {
 	RequestID string `json:"requestId"`
 	UserID    string `json:"userId"`
 	NewSecret string `json:"newSecret,omitempty"`
+	// BypassPasswordChange: checked in during Offline Workflow, where the
+	// policy's password change is skipped (offline.go).
+	BypassPasswordChange bool `json:"bypassPasswordChange,omitempty"`
 }
 
 // Expire is the data of CmdExpire: requests whose time ended, each with
@@ -510,6 +514,9 @@ func (a *applier) checkin(ctx context.Context, d Checkin) error {
 	}
 	if u.ID != r.RequesterID && u.Role != cluster.RoleAdministrator {
 		return store.Reject("", "only %s, who holds the account, or an administrator may check it in", r.Requester)
+	}
+	if d.BypassPasswordChange && r.ChangeAfterCheckin {
+		return a.endBypassed(ctx, r, u.Username)
 	}
 	return a.end(ctx, r, d.NewSecret, store.RequestCheckedIn, u.Username, EvRequestCheckedIn)
 }

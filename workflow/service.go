@@ -35,7 +35,7 @@ type Service struct {
 
 // New returns the workflow of an appliance; its writes go through node.
 func New(st *store.Store, node *cluster.Node, log *slog.Logger) *Service {
-	return &Service{store: st, node: node, writer: node, log: log}
+	return &Service{store: st, node: node, writer: offlineWriter{node: node}, log: log}
 }
 
 // UnavailableError refuses a workflow change on a member that cannot make
@@ -53,6 +53,11 @@ func (s *Service) RequestsAvailable() (bool, string) {
 	switch state {
 	case cluster.StateOnline, cluster.StateReplicaWithQuorum:
 		return true, ""
+	case cluster.StateIsolated:
+		if s.node.Isolated() {
+			return true, ""
+		}
+		return false, fmt.Sprintf("Access requests are not possible on %s for a moment: it is resuming online. Try again once it is a replica again.", s.node.Name())
 	case cluster.StateReplicaNoQuorum, cluster.StatePrimaryNoQuorum:
 		return false, fmt.Sprintf("Access requests are not possible on %s now: it has no contact with a majority of the cluster (%s), "+
 			"so it cannot record a request, an approval or a check-in. Use another member of the cluster, or try again once consensus is back.",
@@ -414,7 +419,11 @@ func (s *Service) Checkin(ctx context.Context, actor Actor, id string) error {
 		return err
 	}
 	d := Checkin{RequestID: id, UserID: actor.UserID}
-	if r.ChangeAfterCheckin {
+	if r.ChangeAfterCheckin && s.node.Isolated() {
+		// Offline the new password could not be set on the account's
+		// system for the cluster: the change is skipped, and recorded.
+		d.BypassPasswordChange = true
+	} else if r.ChangeAfterCheckin {
 		if d.NewSecret, err = s.newSecret(ctx, r.AccountID); err != nil {
 			return err
 		}

@@ -107,6 +107,8 @@ func parseServeFlags(name string, args []string) (*serveFlags, error) {
 	fs.DurationVar(&t.Heartbeat, "raft-heartbeat", t.Heartbeat, "raft heartbeat timeout")
 	fs.DurationVar(&t.Election, "raft-election", t.Election, "raft election timeout")
 	fs.DurationVar(&t.LeaderLease, "raft-lease", t.LeaderLease, "raft leader lease")
+	devOffline := fs.String("dev-offline-threshold", env("CONCLAVE_DEV_OFFLINE_THRESHOLD", ""),
+		"developer flag: the automatic Offline Workflow modes wait this long (e.g. 10s) instead of the settings' minutes; for demos and tests only (CONCLAVE_DEV_OFFLINE_THRESHOLD)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: conclave %s [flags]\n\nAlso: CONCLAVE_ADMIN_PASSWORD (first start only), CONCLAVE_OIDC_CLIENT_SECRET.\n\nFlags:\n", name)
 		fs.PrintDefaults()
@@ -118,6 +120,13 @@ func parseServeFlags(name string, args []string) (*serveFlags, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c.Timing = t
+	if *devOffline != "" {
+		d, err := time.ParseDuration(*devOffline)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("--dev-offline-threshold %q: give a positive duration like 10s", *devOffline)
+		}
+		c.OfflineThreshold = d
+	}
 	c.BackupPassphrase = os.Getenv("CONCLAVE_BACKUP_PASSPHRASE")
 	if c.BackupEvery > 0 && len([]rune(c.BackupPassphrase)) < 12 {
 		return nil, errors.New("--backup-every needs CONCLAVE_BACKUP_PASSPHRASE, 12 characters at least: it encrypts the scheduled backups")

@@ -37,13 +37,9 @@ func (w offlineWriter) Propose(ctx context.Context, cmd cluster.Command) error {
 // endBypassed checks a request in without the password change its policy
 // asks for, and records that the change was bypassed.
 func (a *applier) endBypassed(ctx context.Context, r store.AccessRequest, by string) error {
-	if err := a.tx.EndRequest(ctx, r.ID, store.RequestCheckedIn, by, a.cmd.At, false); err != nil {
-		return err
-	}
-	if err := a.event(ctx, EvRequestCheckedIn, requestDetails(r)); err != nil {
-		return err
-	}
 	details := requestDetails(r)
 	details["why"] = "checked in during Offline Workflow: the password was not changed; change it once the member is online again"
-	return a.event(ctx, EvPasswordBypassed, details)
+	// No NewSecret: the password stays, and the request says it did not change.
+	return a.tx.EndCheckout(ctx, store.CheckoutEnd{RequestID: r.ID, State: store.RequestCheckedIn, By: by, At: a.cmd.At, AccountID: r.AccountID,
+		Events: []store.Event{a.newEvent(EvRequestCheckedIn, requestDetails(r)), a.newEvent(EvPasswordBypassed, details)}})
 }

@@ -59,10 +59,20 @@ type Reseal struct {
 type ResealSecrets struct {
 	KeyID    string   `json:"keyId"`
 	Accounts []Reseal `json:"accounts,omitempty"`
+	// Staged re-seals rows of imports not committed yet.
+	Staged []ResealStaged `json:"staged,omitempty"`
 	// OIDC re-seals the OIDC client secret; From is empty when it was
 	// stored in clear by an older release (the clear value is never in a
 	// command).
 	OIDC *Reseal `json:"oidc,omitempty"`
+}
+
+// ResealStaged is one staged import row re-sealed.
+type ResealStaged struct {
+	ImportID string `json:"importId"`
+	Line     int    `json:"line"`
+	From     string `json:"from"`
+	To       string `json:"to"`
 }
 
 // RetireDataKey is the data of CmdRetireDataKey.
@@ -148,6 +158,14 @@ func applyResealSecrets(ctx context.Context, tx *store.Tx, d ResealSecrets, cmd 
 			return err
 		}
 	}
+	for _, s := range d.Staged {
+		if !keyring.SealedUnder(s.To, d.KeyID) {
+			return store.Reject("", "import row %s/%d is not re-sealed under %s", s.ImportID, s.Line, d.KeyID)
+		}
+		if err := tx.ResealStaged(ctx, s.ImportID, s.Line, s.From, s.To); err != nil {
+			return err
+		}
+	}
 	if d.OIDC == nil {
 		return nil
 	}
@@ -189,7 +207,7 @@ func applyRetireDataKey(ctx context.Context, tx *store.Tx, d RetireDataKey, at t
 	if keys.Current == d.KeyID {
 		return store.Reject("", "data key %s seals new secrets; it cannot be retired", d.KeyID)
 	}
-	n, err := tx.AccountsSealedUnder(ctx, d.KeyID)
+	n, err := tx.SecretsSealedUnder(ctx, d.KeyID)
 	if err != nil {
 		return err
 	}
@@ -207,6 +225,24 @@ func applyRetireDataKey(ctx context.Context, tx *store.Tx, d RetireDataKey, at t
 	delete(keys.Keys, d.KeyID)
 	delete(keys.Added, d.KeyID)
 	return putDataKeys(ctx, tx, keys, at)
+}
+
+// CheckSealedKey refuses a secret sealed under a key the ring no longer
+// has: sealed on a member whose copy of the ring was behind, or just
+// before a rotation retired the key, it could never be opened. Commands
+// that store a sealed secret check it as they are applied.
+func CheckSealedKey(ctx context.Context, tx *store.Tx, sealed string) error {
+	if sealed == "" {
+		return nil
+	}
+	keys, err := txDataKeys(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if _, ok := keys.Keys[keyring.KeyID(sealed)]; !ok {
+		return store.Reject("", "the secret was sealed with a data key the cluster has retired (a key rotation ran meanwhile); try again")
+	}
+	return nil
 }
 
 // SealClientSecret seals an OIDC client secret for the settings.
@@ -434,6 +470,9 @@ func (n *Node) resealAll(ctx context.Context, p *Progress, newID string) error {
 			after = batch[len(batch)-1].ID
 			p.Report(ctx, done*100/max(total, 1), fmt.Sprintf("%d of %d secrets re-sealed", done, total))
 		}
+		if err := n.resealStaged(ctx, p.actor, keys); err != nil {
+			return err
+		}
 		if err := n.resealOIDC(ctx, p.actor, keys); err != nil {
 			return err
 		}
@@ -446,6 +485,33 @@ func (n *Node) resealAll(ctx context.Context, p *Progress, newID string) error {
 		return fmt.Errorf("%d secrets are still sealed under older keys; start the rotation again", left)
 	}
 	return p.Report(ctx, 100, fmt.Sprintf("%d secrets re-sealed under key %s", done, newID))
+}
+
+// resealStaged re-seals the rows of imports not committed yet.
+func (n *Node) resealStaged(ctx context.Context, actor string, keys keyring.Keys) error {
+	for range 1000 {
+		batch, err := n.store.StagedSecretsNotUnder(ctx, keys.Current, resealBatch)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		d := ResealSecrets{KeyID: keys.Current}
+		for _, s := range batch {
+			plain, err := keys.Open(s.Sealed, "account:"+s.AccountID)
+			if err != nil {
+				return fmt.Errorf("import row %s/%d: %w", s.ImportID, s.Line, err)
+			}
+			to, err := keys.Seal(plain, "account:"+s.AccountID)
+			clear(plain)
+			if err != nil {
+				return err
+			}
+			d.Staged = append(d.Staged, ResealStaged{ImportID: s.ImportID, Line: s.Line, From: s.Sealed, To: to})
+		}
+		if err := n.ProposeDataRetrying(ctx, CmdResealSecrets, actor, d, nil); err != nil {
+			return fmt.Errorf("re-seal %d staged import rows: %w", len(d.Staged), err)
+		}
+	}
+	return errors.New("staged import rows keep coming under an older key")
 }
 
 // resealOIDC seals the OIDC client secret under the current key.
@@ -475,7 +541,10 @@ func (n *Node) countNotUnder(ctx context.Context, keyID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	total := 0
+	total, err := n.store.CountStagedNotUnder(ctx, keyID)
+	if err != nil {
+		return 0, err
+	}
 	for id, c := range counts {
 		if id != keyID {
 			total += c

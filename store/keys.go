@@ -76,10 +76,12 @@ func (t *Tx) ResealAccount(ctx context.Context, id, from, to string) error {
 	return nil
 }
 
-// AccountsSealedUnder counts the account passwords sealed under keyID.
-func (t *Tx) AccountsSealedUnder(ctx context.Context, keyID string) (int, error) {
+// SecretsSealedUnder counts the account passwords sealed under keyID,
+// those of imports staged and not committed yet included.
+func (t *Tx) SecretsSealedUnder(ctx context.Context, keyID string) (int, error) {
 	var n int
-	if err := t.tx.QueryRow(ctx, `select count(*) from accounts where split_part(secret, ':', 2) = $1`, keyID).Scan(&n); err != nil {
+	if err := t.tx.QueryRow(ctx, `select (select count(*) from accounts where split_part(secret, ':', 2) = $1)
+		+ (select count(*) from import_rows where split_part(secret, ':', 2) = $1)`, keyID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count secrets under key %s: %w", keyID, err)
 	}
 	return n, nil
@@ -92,4 +94,52 @@ func (t *Tx) Setting(ctx context.Context, key string) (json.RawMessage, error) {
 		return nil, fmt.Errorf("setting %s: %w", key, notFound(err))
 	}
 	return v, nil
+}
+
+// StagedSecret is the sealed password of a row of an import not committed
+// yet.
+type StagedSecret struct {
+	ImportID  string
+	Line      int
+	AccountID string
+	Sealed    string
+}
+
+// StagedSecretsNotUnder lists at most limit passwords of staged import
+// rows sealed under another key than keyID.
+func (s *Store) StagedSecretsNotUnder(ctx context.Context, keyID string, limit int) ([]StagedSecret, error) {
+	rows, err := s.pool.Query(ctx, `select import_id::text, line, account_id::text, secret from import_rows
+		where split_part(secret, ':', 2) <> $1 order by import_id, line limit $2`, keyID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list staged secrets to re-seal: %w", err)
+	}
+	defer rows.Close()
+	var out []StagedSecret
+	for rows.Next() {
+		var s StagedSecret
+		if err := rows.Scan(&s.ImportID, &s.Line, &s.AccountID, &s.Sealed); err != nil {
+			return nil, fmt.Errorf("list staged secrets to re-seal: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// CountStagedNotUnder counts the staged import rows sealed under another
+// key than keyID.
+func (s *Store) CountStagedNotUnder(ctx context.Context, keyID string) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `select count(*) from import_rows where split_part(secret, ':', 2) <> $1`, keyID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count staged secrets: %w", err)
+	}
+	return n, nil
+}
+
+// ResealStaged replaces the sealed password of a staged import row, unless
+// it changed since it was read.
+func (t *Tx) ResealStaged(ctx context.Context, importID string, line int, from, to string) error {
+	if _, err := t.tx.Exec(ctx, `update import_rows set secret = $4 where import_id = $1::uuid and line = $2 and secret = $3`, importID, line, from, to); err != nil {
+		return fmt.Errorf("re-seal staged row %s/%d: %w", importID, line, err)
+	}
+	return nil
 }

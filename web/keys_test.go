@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,9 @@ import (
 	"conclave/keyring"
 	"conclave/store"
 	"conclave/web"
+	"conclave/workflow"
+
+	"github.com/google/uuid"
 )
 
 // secretMark starts every secret of these tests. A hyphen is not in the
@@ -195,6 +199,23 @@ func TestKeyRotationResealsEverySecret(t *testing.T) {
 	}
 	first := checkOut(held)
 
+	// An import staged, not committed, with its password sealed under the
+	// old key: the rotation re-seals it too, and it commits afterwards.
+	oldKeys, err := app.Node.DataKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stagedID, importID := uuid.NewString(), uuid.NewString()
+	stagedSealed, err := oldKeys.Seal([]byte(secretMark+"account-99999"), "account:"+stagedID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = app.Node.ProposeData(ctx, workflow.CmdImportBatch, "admin", map[string]any{"importId": importID, "rows": []map[string]any{
+		{"l": 2, "a": accts[0].AssetID, "an": "vault-1", "ad": "10.0.0.9", "p": "Linux", "c": stagedID, "u": "user99999", "s": stagedSealed}}}, nil)
+	if err != nil {
+		t.Fatalf("stage an import: %v", err)
+	}
+
 	// Wrong phrase: refused, nothing starts.
 	var refusal struct{ Error, Field string }
 	if status := app.JSON(t, admin, http.MethodPost, "/api/v1/keys/rotate", map[string]string{"confirm": "rotate"}, &refusal); status != http.StatusUnprocessableEntity || refusal.Field != "confirm" {
@@ -225,12 +246,26 @@ func TestKeyRotationResealsEverySecret(t *testing.T) {
 	if op.State != "Succeeded" || op.Kind != cluster.KindKeyRotation || len(op.Steps) != 3 {
 		t.Fatalf("rotation: %s (%s), kind %s, steps %+v", op.State, op.Error, op.Kind, op.Steps)
 	}
+	if err := app.Node.ProposeData(ctx, workflow.CmdImportCommit, "admin", workflow.ImportCommit{ImportID: importID, Rows: 1}, nil); err != nil {
+		t.Fatalf("commit the staged import after the rotation: %v", err)
+	}
+	// A password sealed under the retired key (by a member whose key ring
+	// was behind) is refused as it is applied: it could never be opened.
+	late, err := oldKeys.Seal([]byte(secretMark+"late"), "account:"+other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = app.Node.ProposeData(ctx, workflow.CmdPutAccount, "admin", workflow.PutAccount{AccountID: other, AssetID: accts[1].AssetID, Username: accts[1].Username, Secret: late}, nil)
+	var rej *store.Rejection
+	if !errors.As(err, &rej) || strings.Contains(err.Error(), secretMark) {
+		t.Fatalf("a password sealed under the retired key: %v, want a rejection", err)
+	}
 	var after keyRing
 	app.JSON(t, admin, http.MethodGet, "/api/v1/keys", nil, &after)
-	if after.ActiveKeyID == before.ActiveKeyID || len(after.Keys) != 1 || after.Keys[0].Secrets != accounts+1 || after.RotationOperationID != "" {
+	if after.ActiveKeyID == before.ActiveKeyID || len(after.Keys) != 1 || after.Keys[0].Secrets != accounts+2 || after.RotationOperationID != "" {
 		t.Fatalf("keys after the rotation: %+v (before: %+v)", after, before)
 	}
-	checkAllSealedUnder(t, app, after.ActiveKeyID, accounts, map[string]bool{held: true})
+	checkAllSealedUnder(t, app, after.ActiveKeyID, accounts+1, map[string]bool{held: true})
 	// The password changed at check-in opens, and it is not the old one.
 	if status := app.JSON(t, rita, http.MethodGet, "/api/v1/access-requests/"+second.ID+"/password", nil, &pw); status != http.StatusOK || pw.Password != secretMark+"account-1" {
 		t.Fatalf("release after the rotation: status %d", status)

@@ -233,6 +233,9 @@ func (a *applier) deleteAsset(ctx context.Context, d ByID) error {
 }
 
 func (a *applier) putAccount(ctx context.Context, d PutAccount) error {
+	if err := cluster.CheckSealedKey(ctx, a.tx, d.Secret); err != nil {
+		return err
+	}
 	ev := EvAccountUpdated
 	if d.Create {
 		ev = EvAccountCreated
@@ -262,6 +265,9 @@ func (a *applier) deleteAccount(ctx context.Context, d ByID) error {
 func (a *applier) importBatch(ctx context.Context, d ImportBatch) error {
 	rows := make([]store.ImportRow, len(d.Rows))
 	for i, r := range d.Rows {
+		if err := cluster.CheckSealedKey(ctx, a.tx, r.Secret); err != nil {
+			return err
+		}
 		rows[i] = store.ImportRow{Line: r.Line, AssetID: r.AssetID, NewAsset: r.NewAsset, AssetName: r.AssetName, Address: r.Address,
 			Platform: r.Platform, AccountID: r.AccountID, Username: r.Username, Secret: r.Secret}
 	}
@@ -515,6 +521,9 @@ func (a *applier) end(ctx context.Context, r store.AccessRequest, newSecret, sta
 	}
 	if !r.ChangeAfterCheckin {
 		return nil
+	}
+	if err := cluster.CheckSealedKey(ctx, a.tx, newSecret); err != nil {
+		return err
 	}
 	if err := a.tx.SetAccountSecret(ctx, r.AccountID, newSecret, a.cmd.At); err != nil {
 		return err

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -382,3 +383,43 @@ func TestKeyRotationResumedByTheNextPrimary(t *testing.T) {
 
 // accountsOf lists every account of these tests.
 func accountsOf() store.AccountFilter { return store.AccountFilter{Limit: 100000} }
+
+// An OIDC client secret an older release stored in clear is sealed by the
+// primary at its next election, and still opens to the same value.
+func TestClearClientSecretSealedAtElection(t *testing.T) {
+	app := testapp.Start(t)
+	ctx := t.Context()
+	legacy, _ := json.Marshal(map[string]any{"issuer": "https://idp.example.com", "clientId": "conclave", "clientSecret": oidcSecret, "rolesClaim": "groups"})
+	err := app.Node.ProposeData(ctx, cluster.CmdPutSettings, "admin", cluster.PutSettings{Values: map[string]json.RawMessage{cluster.KeyOIDC: legacy}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ring keyRing
+	admin := app.AdminToken(t)
+	if app.JSON(t, admin, http.MethodGet, "/api/v1/keys", nil, &ring); ring.ClearSecrets != 1 {
+		t.Fatalf("keys with a secret in clear: %+v", ring)
+	}
+	app = app.Restart(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := cluster.LoadSettings(ctx, app.Store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.OIDC.SealedClientSecret != "" && s.OIDC.LegacyClientSecret == "" {
+			o, err := app.Node.OpenClientSecret(ctx, s.OIDC)
+			if err != nil || o.ClientSecret != oidcSecret {
+				t.Fatalf("the sealed client secret does not open to the one stored in clear: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client secret stored in clear is not sealed after an election")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	raw, err := app.Store.Settings(ctx)
+	if err != nil || strings.Contains(string(raw[cluster.KeyOIDC]), secretMark) {
+		t.Fatalf("the OIDC settings as stored still hold the secret in clear (%v)", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"conclave/keyring"
@@ -589,7 +590,7 @@ func (n *Node) retireOldKeys(ctx context.Context, p *Progress, newID string) err
 	sort.Strings(retired)
 	msg := "no older key to retire"
 	if len(retired) > 0 {
-		msg = fmt.Sprintf("retired %v; key %s is the only key", retired, newID)
+		msg = fmt.Sprintf("retired %s; key %s is the only key", strings.Join(retired, ", "), newID)
 	}
 	return p.Report(ctx, 100, msg)
 }

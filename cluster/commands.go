@@ -381,6 +381,9 @@ func applyEffect(ctx context.Context, tx *store.Tx, cmd Command, extra Applier) 
 			return err
 		}
 		return applyPutDataKeys(ctx, tx, d, cmd.At)
+	// Data key rotation (cluster/keys.go).
+	case CmdRotateDataKey, CmdResealSecrets, CmdRetireDataKey:
+		return applyKeyCommand(ctx, tx, cmd)
 	}
 	if extra != nil {
 		if handled, err := extra(ctx, tx, cmd); handled {

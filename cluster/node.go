@@ -590,6 +590,9 @@ func (n *Node) onLeader() {
 	if err := n.ensureDataKeys(ctx); err != nil {
 		n.log.Error("data keys", "err", err)
 	}
+	if err := n.sealLegacySecrets(ctx); err != nil {
+		n.log.Error("seal the OIDC client secret stored in clear", "err", err)
+	}
 	// The first member signs its own member certificate with the new CA.
 	if err := n.ensureOwnCertificate(ctx); err != nil {
 		n.log.Error("member certificate", "err", err)

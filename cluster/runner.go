@@ -72,6 +72,8 @@ func newRunner(n *Node) *Runner {
 			"Enroll":   n.settleEnrollment,
 			"Remove":   n.settleUnjoin,
 			"Failover": n.settleFailover,
+			// Data key rotation (cluster/keys.go).
+			KindKeyRotation: n.settleKeyRotation,
 		}}
 }
 

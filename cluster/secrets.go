@@ -63,6 +63,12 @@ func applyPutDataKeys(ctx context.Context, tx *store.Tx, keys keyring.Keys, at t
 }
 
 func putDataKeys(ctx context.Context, tx *store.Tx, keys keyring.Keys, at time.Time) error {
+	if _, ok := keys.Added[keys.Current]; !ok {
+		if keys.Added == nil {
+			keys.Added = map[string]time.Time{}
+		}
+		keys.Added[keys.Current] = at
+	}
 	raw, err := json.Marshal(keys)
 	if err != nil {
 		return fmt.Errorf("data keys: %w", err)

@@ -21,12 +21,26 @@ type Settings struct {
 
 // OIDCSettings configure sign-in through an OpenID Connect provider.
 type OIDCSettings struct {
-	Issuer       string            `json:"issuer"`
-	ClientID     string            `json:"clientId"`
-	ClientSecret string            `json:"clientSecret"`
-	DisplayName  string            `json:"displayName"`
-	RolesClaim   string            `json:"rolesClaim"`
-	RoleMapping  map[string]string `json:"roleMapping"` // claim value -> role
+	Issuer   string `json:"issuer"`
+	ClientID string `json:"clientId"`
+	// ClientSecret is the client secret in clear: set from the command
+	// line, or opened from SealedClientSecret where the OIDC client needs
+	// it (Node.OpenClientSecret). Never stored.
+	ClientSecret string `json:"-"`
+	// SealedClientSecret is the client secret sealed with the cluster's
+	// data keys, as the settings store it (cluster/keys.go).
+	SealedClientSecret string `json:"clientSecretSealed,omitempty"`
+	// LegacyClientSecret is a client secret an older release stored in
+	// clear; the primary seals it at its next election.
+	LegacyClientSecret string            `json:"clientSecret,omitempty"`
+	DisplayName        string            `json:"displayName"`
+	RolesClaim         string            `json:"rolesClaim"`
+	RoleMapping        map[string]string `json:"roleMapping"` // claim value -> role
+}
+
+// HasClientSecret tells whether a client secret is set, in whatever form.
+func (o OIDCSettings) HasClientSecret() bool {
+	return o.ClientSecret != "" || o.SealedClientSecret != "" || o.LegacyClientSecret != ""
 }
 
 // Enabled tells whether OIDC sign-in is configured.

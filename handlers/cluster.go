@@ -397,6 +397,9 @@ func operationOutcome(op store.Operation, p views.OperationPage, subject string,
 			o.Text = who + " left the cluster. It kept its data, read-only (“Online Read-only”), in a cluster of its own; on its own console it can be activated, or added to a cluster again."
 		case "Failover":
 			o.Text = "The primary changed as asked. Writes go to the new primary; the old one is a replica now."
+		case cluster.KindKeyRotation:
+			o.Text = "Every secret is sealed under the new data key, and the older keys are removed from the key ring."
+			o.NextURL, o.NextLabel = "/keys", "Open Keys"
 		default:
 			o.Text = "The operation ended without an error."
 		}
@@ -428,6 +431,9 @@ func operationOutcome(op store.Operation, p views.OperationPage, subject string,
 			} else {
 				o.Next = who + " may already be out of the cluster. Open the cluster view: if it is still listed, Unjoin it again; if not, check its state on its own console."
 			}
+		case cluster.KindKeyRotation:
+			o.Next = "Every secret still opens: the new key seals new secrets, and those not re-sealed yet open with their older key, which stays in the key ring. Fix the cause above, then rotate again."
+			o.NextURL, o.NextLabel = "/keys", "Open Keys"
 		default:
 			o.Next = "Check the cluster view for the members' states, fix the cause above, and start the operation again."
 		}

@@ -114,6 +114,8 @@ func (h *Handlers) NodeStartOperation(w http.ResponseWriter, r *http.Request) {
 		id, err = h.Node.Unjoin(r.Context(), req.Actor, req.MemberID)
 	case "failover":
 		id, err = h.Node.Failover(r.Context(), req.Actor, req.MemberID)
+	case "rotate-keys":
+		id, err = h.Node.RotateDataKeys(r.Context(), req.Actor)
 	default:
 		writeJSON(w, http.StatusNotFound, apiError{Message: "no such operation"})
 		return

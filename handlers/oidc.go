@@ -73,7 +73,14 @@ func (h *Handlers) OIDCCallback(w http.ResponseWriter, r *http.Request) {
 		h.renderLogin(w, r, http.StatusUnauthorized, "", msg)
 		return
 	}
-	u, returnTo, err := h.OIDC.Finish(r.Context(), h.oidcSettings(r.Context()), h.redirectURL(r), state, q.Get("code"), remoteAddr(r))
+	// The client secret is opened here only, where the code is exchanged.
+	cfg, err := h.Node.OpenClientSecret(r.Context(), h.oidcSettings(r.Context()))
+	if err != nil {
+		h.Log.Error("OIDC sign-in", "err", err)
+		h.renderLogin(w, r, http.StatusServiceUnavailable, "", "the identity provider's client secret cannot be opened with the cluster's data keys; an administrator can enter it again under Settings")
+		return
+	}
+	u, returnTo, err := h.OIDC.Finish(r.Context(), cfg, h.redirectURL(r), state, q.Get("code"), remoteAddr(r))
 	var oe *auth.OIDCError
 	if errors.As(err, &oe) || errors.Is(err, auth.ErrOIDCNotConfigured) {
 		h.renderLogin(w, r, http.StatusUnauthorized, "", err.Error())

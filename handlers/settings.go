@@ -58,7 +58,7 @@ func (h *Handlers) renderSettings(w http.ResponseWriter, r *http.Request, status
 		ClusterURL:      s.ClusterURL,
 		OIDCIssuer:      s.OIDC.Issuer,
 		OIDCClientID:    s.OIDC.ClientID,
-		OIDCHasSecret:   s.OIDC.ClientSecret != "",
+		OIDCHasSecret:   s.OIDC.HasClientSecret(),
 		OIDCDisplayName: s.OIDC.DisplayName,
 		OIDCRolesClaim:  s.OIDC.RolesClaim,
 		OIDCRoleMapping: mapping,
@@ -152,8 +152,20 @@ func (h *Handlers) SaveSettings(w http.ResponseWriter, r *http.Request) {
 			RolesClaim:   strings.TrimSpace(f.Get("oidcRolesClaim")),
 		},
 	}
+	// The client secret is sealed with the cluster's data keys before it
+	// is proposed; left empty, the one stored stays.
 	if s.OIDC.ClientSecret == "" {
-		s.OIDC.ClientSecret = old.OIDC.ClientSecret
+		s.OIDC.SealedClientSecret, s.OIDC.LegacyClientSecret = old.OIDC.SealedClientSecret, old.OIDC.LegacyClientSecret
+	} else {
+		keys, err := h.Node.DataKeys(r.Context())
+		if err == nil {
+			s.OIDC.SealedClientSecret, err = cluster.SealClientSecret(keys, s.OIDC.ClientSecret)
+		}
+		if err != nil {
+			h.renderError(w, r, fmt.Errorf("seal the client secret: %w", err))
+			return
+		}
+		s.OIDC.ClientSecret = ""
 	}
 	links, linksErr := parseLinkThresholds(f, old.Links)
 	s.Links = links
@@ -211,7 +223,7 @@ func changedSettings(a, b cluster.Settings) []string {
 	if a.OIDC.Issuer != b.OIDC.Issuer || a.OIDC.ClientID != b.OIDC.ClientID || a.OIDC.DisplayName != b.OIDC.DisplayName || a.OIDC.RolesClaim != b.OIDC.RolesClaim {
 		out = append(out, "identity provider")
 	}
-	if a.OIDC.ClientSecret != b.OIDC.ClientSecret {
+	if a.OIDC.SealedClientSecret != b.OIDC.SealedClientSecret || a.OIDC.LegacyClientSecret != b.OIDC.LegacyClientSecret {
 		out = append(out, "identity provider client secret")
 	}
 	if a.Links != b.Links {

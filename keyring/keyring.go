@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // KeyName is the name of the data keys in the cluster key ring.
@@ -27,20 +28,36 @@ const KeyName = "data-keys"
 type Keys struct {
 	Current string            `json:"current"`
 	Keys    map[string][]byte `json:"keys"` // 32 bytes each
+	// Added is when each key joined the ring (the time of the raft
+	// command that added it); keys of older releases have none.
+	Added map[string]time.Time `json:"added,omitempty"`
 }
 
 // New makes a key set with one new random key.
 func New() (Keys, error) {
+	kid, key, err := NewKey()
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{Current: kid, Keys: map[string][]byte{kid: key}}, nil
+}
+
+// NewKey makes a new random 256-bit key and its ID.
+func NewKey() (string, []byte, error) {
 	id := make([]byte, 6)
 	key := make([]byte, 32)
 	if _, err := rand.Read(id); err != nil {
-		return Keys{}, fmt.Errorf("new data key: %w", err)
+		return "", nil, fmt.Errorf("new data key: %w", err)
 	}
 	if _, err := rand.Read(key); err != nil {
-		return Keys{}, fmt.Errorf("new data key: %w", err)
+		return "", nil, fmt.Errorf("new data key: %w", err)
 	}
-	kid := "dk" + hex.EncodeToString(id)
-	return Keys{Current: kid, Keys: map[string][]byte{kid: key}}, nil
+	return "dk" + hex.EncodeToString(id), key, nil
+}
+
+// SealedUnder tells whether sealed was sealed with the key id.
+func SealedUnder(sealed, id string) bool {
+	return strings.HasPrefix(sealed, version+":"+id+":")
 }
 
 // Parse reads keys as the key ring stores them.

@@ -394,6 +394,8 @@ func OperationLabel(kind string) string {
 		return "Enable Offline Workflow"
 	case "Reintegrate":
 		return "Resume Online"
+	case "KeyRotation":
+		return "Rotate Key"
 	}
 	return kind
 }

@@ -149,6 +149,12 @@ func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 				r.Post("/api/v1/backups", h.APICreateBackup)
 				r.Get("/api/v1/backups/{name}", h.DownloadBackup)
 				r.Post("/api/v1/backups/restore", h.APIRestore)
+
+				// Data keys and their rotation (handlers/keys.go).
+				r.Get("/keys", h.KeysPage)
+				r.Post("/keys/rotate", h.RotateKeyForm)
+				r.Get("/api/v1/keys", h.APIKeys)
+				r.Post("/api/v1/keys/rotate", h.APIRotateKey)
 			})
 		})
 	})

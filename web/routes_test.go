@@ -587,6 +587,19 @@ func routeCases() []routeCase {
 				return secRequest{path: "/api/v1/backups/restore", json: map[string]string{"confirm": cluster.PhraseRestore}}
 			}},
 
+		// Data keys: administrators only. A wrong phrase is refused (the
+		// rotation itself is tested in web/keys_test.go).
+		{method: "GET", route: "/keys", req: routePath("/keys"), want: forAdmins(http.StatusOK)},
+		{method: "POST", route: "/keys/rotate", want: forAdmins(http.StatusUnprocessableEntity),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/keys/rotate", form: url.Values{"confirm": {"rotate key"}}}
+			}},
+		{method: "GET", route: "/api/v1/keys", req: routePath("/api/v1/keys"), want: forAPIAdmins(http.StatusOK)},
+		{method: "POST", route: "/api/v1/keys/rotate", want: forAPIAdmins(http.StatusUnprocessableEntity),
+			req: func(*routeFixture, routeWho) secRequest {
+				return secRequest{path: "/api/v1/keys/rotate", json: map[string]string{"confirm": "Rotate"}}
+			}},
+
 		// The node API. Who the appliance is: public.
 		{method: "GET", route: "/node/v1/info", req: routePath("/node/v1/info"), want: forAll(http.StatusOK)},
 		// Enrollment calls, made before the appliance has a member

@@ -242,6 +242,9 @@ func (a *applier) deleteAsset(ctx context.Context, d ByID) error {
 }
 
 func (a *applier) putAccount(ctx context.Context, d PutAccount) error {
+	if err := cluster.CheckSealedKey(ctx, a.tx, d.Secret); err != nil {
+		return err
+	}
 	ev := EvAccountUpdated
 	if d.Create {
 		ev = EvAccountCreated
@@ -271,6 +274,9 @@ func (a *applier) deleteAccount(ctx context.Context, d ByID) error {
 func (a *applier) importBatch(ctx context.Context, d ImportBatch) error {
 	rows := make([]store.ImportRow, len(d.Rows))
 	for i, r := range d.Rows {
+		if err := cluster.CheckSealedKey(ctx, a.tx, r.Secret); err != nil {
+			return err
+		}
 		rows[i] = store.ImportRow{Line: r.Line, AssetID: r.AssetID, NewAsset: r.NewAsset, AssetName: r.AssetName, Address: r.Address,
 			Platform: r.Platform, AccountID: r.AccountID, Username: r.Username, Secret: r.Secret}
 	}
@@ -532,6 +538,11 @@ func (a *applier) end(ctx context.Context, r store.AccessRequest, newSecret, sta
 	if r.ChangeAfterCheckin {
 		end.NewSecret = newSecret
 		end.Events = append(end.Events, a.newEvent(EvPasswordChanged, requestDetails(r)))
+	}
+	if r.ChangeAfterCheckin {
+		if err := cluster.CheckSealedKey(ctx, a.tx, newSecret); err != nil {
+			return err
+		}
 	}
 	return a.tx.EndCheckout(ctx, end)
 }

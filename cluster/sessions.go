@@ -70,5 +70,8 @@ func (n *Node) PruneSessions(ctx context.Context) error {
 	if !n.IsLeader() {
 		return nil
 	}
+	if expired, err := n.store.HasSessionsExpiredBefore(ctx, time.Now()); err != nil || !expired {
+		return err
+	}
 	return n.Propose(ctx, Command{Type: CmdPruneSessions})
 }

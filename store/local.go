@@ -85,6 +85,17 @@ func (s *Store) DeleteLocalSession(ctx context.Context, idHash []byte) error {
 	return nil
 }
 
+// HasSessionsExpiredBefore tells whether a replicated session is past its
+// absolute end at before: the primary proposes a prune only then, rather
+// than a raft command every sweep.
+func (s *Store) HasSessionsExpiredBefore(ctx context.Context, before time.Time) (bool, error) {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, `select exists (select 1 from sessions where expires_at <= $1)`, before).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look for expired sessions: %w", err)
+	}
+	return ok, nil
+}
+
 // DeleteSessionsExpiredBefore removes sessions past their absolute end
 // (applied through raft, with the time the primary chose).
 func (t *Tx) DeleteSessionsExpiredBefore(ctx context.Context, before time.Time) error {

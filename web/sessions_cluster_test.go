@@ -9,6 +9,7 @@ import (
 
 	"conclave/internal/testapp"
 	"conclave/session"
+	"conclave/store"
 )
 
 // A session started on one member is valid on every member: behind a load
@@ -61,5 +62,41 @@ func TestSessionIsValidOnEveryMember(t *testing.T) {
 			t.Fatal("the session still works on beta after signing out on alpha")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The sweep deletes sessions past their absolute end from every member,
+// and proposes nothing when none is: an idle cluster writes no raft entry
+// every sweep.
+func TestPruneSessions(t *testing.T) {
+	app := testapp.Start(t)
+	ctx := t.Context()
+	sessions := app.Node.Sessions()
+	now := time.Now()
+	old := store.SessionRow{IDHash: []byte("expired-session-hash-0123456789ab"), UserID: "", Data: []byte("{}"), CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
+	live := store.SessionRow{IDHash: []byte("current-session-hash-0123456789ab"), UserID: "", Data: []byte("{}"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	for _, r := range []store.SessionRow{old, live} {
+		if err := sessions.PutSession(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Node.PruneSessions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if expired, err := app.Store.HasSessionsExpiredBefore(ctx, time.Now()); err != nil || expired {
+		t.Fatalf("after the prune, an expired session is left: %v %v", expired, err)
+	}
+	if _, err := sessions.SessionByHash(ctx, live.IDHash, time.Now()); err != nil {
+		t.Fatalf("the current session is gone: %v", err)
+	}
+	before, _, err := app.Store.AppliedIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Node.PruneSessions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after, _, _ := app.Store.AppliedIndex(ctx); after != before {
+		t.Errorf("a prune with nothing to delete wrote to the cluster (applied index %d -> %d)", before, after)
 	}
 }

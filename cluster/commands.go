@@ -210,6 +210,11 @@ const (
 // the FSM's transaction; handled is false for a command it does not know.
 type Applier func(ctx context.Context, tx *store.Tx, cmd Command) (handled bool, err error)
 
+// Prefetcher reads, before a batch of commands is applied, what they will
+// read, in as few round trips as it can (workflow.Prefetch). It may read
+// nothing; the commands read what is missing themselves.
+type Prefetcher func(ctx context.Context, tx *store.Tx, cmds []Command) error
+
 // apply performs cmd inside the FSM's transaction.
 func apply(ctx context.Context, tx *store.Tx, cmd Command, extra Applier) error {
 	if err := applyEffect(ctx, tx, cmd, extra); err != nil {

@@ -109,8 +109,10 @@ type Config struct {
 	// tests cut, delay or drop links.
 	Dialer Dialer
 	Timing Timing
-	// Apply applies the commands of other packages (workflow.Apply).
-	Apply Applier
+	// Apply applies the commands of other packages (workflow.Apply), and
+	// Prefetch reads ahead for a batch of them (workflow.Prefetch).
+	Apply    Applier
+	Prefetch Prefetcher
 	// OfflineThreshold, when set, replaces both thresholds of the automatic
 	// Offline Workflow modes (a developer flag for demos and tests).
 	OfflineThreshold time.Duration
@@ -120,6 +122,7 @@ type Config struct {
 // and Reset replace it (the FSM and its database stay).
 type raftInstance struct {
 	raft      *raft.Raft
+	fsm       *fsm
 	logStore  *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	// dormant: the stand-in raft of an isolated member (offline.go).
@@ -211,7 +214,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.loadCredentials(ctx); err != nil {
 		return nil, err
 	}
-	n.fsm = &fsm{store: cfg.Store, log: cfg.Log, closing: n.closing, applied: &n.applied, extra: cfg.Apply}
+	n.fsm = newFSM(cfg.Store, cfg.Log, n.closing, &n.applied, cfg.Apply, cfg.Prefetch)
 	// A member being enrolled waits, raft running but not bootstrapped,
 	// for the primary to add it.
 	bootstrap := mode.State != StateMaintenance
@@ -223,7 +226,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n.lastLeader.Store("")
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go func() { defer n.wg.Done(); n.fsm.runApplier() }()
 	go n.watchLeadership()
 	go n.watchState()
 	go n.prober.run()
@@ -283,7 +287,7 @@ func (n *Node) startRaft(bootstrap, wipe bool) error {
 		Timeout: 10 * time.Second,
 		Logger:  rc.Logger,
 	})
-	inst := &raftInstance{logStore: logStore, transport: transport}
+	inst := &raftInstance{logStore: logStore, transport: transport, fsm: n.fsm}
 	hasState, err := raft.HasExistingState(logStore, logStore, snaps)
 	if err != nil {
 		inst.close()
@@ -313,6 +317,11 @@ func (inst *raftInstance) close() error {
 	var err error
 	if inst.raft != nil {
 		err = inst.raft.Shutdown().Error()
+	}
+	// What this raft life handed the FSM is applied before another
+	// starts (or the database is changed between two lives).
+	if inst.fsm != nil {
+		inst.fsm.drain()
 	}
 	if inst.dormant {
 		return err
@@ -459,8 +468,16 @@ func (n *Node) proposeLocal(ctx context.Context, data []byte) (uint64, error) {
 		}
 		return 0, fmt.Errorf("propose: %w", err)
 	}
-	if res, ok := f.Response().(ApplyResult); ok && res.Rejection != nil {
-		return f.Index(), res.Rejection
+	o, ok := f.Response().(*applyOutcome)
+	if !ok {
+		return f.Index(), nil
+	}
+	rej, err := o.wait(timeout)
+	if err != nil {
+		return f.Index(), fmt.Errorf("propose: %w", err)
+	}
+	if rej != nil {
+		return f.Index(), rej
 	}
 	return f.Index(), nil
 }
@@ -562,6 +579,7 @@ func (n *Node) onLeader() {
 		n.log.Warn("barrier after election", "err", err)
 		return
 	}
+	n.fsm.drain()
 	me := MemberData{ID: n.ID(), Name: n.cfg.Name, Address: n.cfg.Advertise, Version: n.cfg.Version, IsVoter: true}
 	if _, err := n.store.Cluster(ctx); errors.Is(err, store.ErrNotFound) {
 		clusterID := uuid.NewString()

@@ -203,7 +203,7 @@ func (n *Node) startDormant() error {
 	if err != nil {
 		return fmt.Errorf("start dormant raft: %w", err)
 	}
-	n.inst.Store(&raftInstance{raft: r, dormant: true})
+	n.inst.Store(&raftInstance{raft: r, dormant: true, fsm: n.fsm})
 	return nil
 }
 

@@ -30,6 +30,9 @@ const openRequestSQL = `select id::text from access_requests where account_id = 
 // after another, so every round trip of a check-out is paid once per
 // check-out on every member.
 func (t *Tx) RequestInputs(ctx context.Context, userID, accountID string) (RequestInputs, error) {
+	if in, ok := t.prefetchedRequestInputs(userID, accountID); ok {
+		return in, nil
+	}
 	var in RequestInputs
 	if !isUUID(accountID) {
 		in.User, in.UserErr = t.UserByID(ctx, userID)
@@ -79,6 +82,9 @@ type CheckinInputs struct {
 
 // CheckinInputs reads them in one round trip (see RequestInputs).
 func (t *Tx) CheckinInputs(ctx context.Context, userID, requestID string) (CheckinInputs, error) {
+	if in, ok := t.prefetchedCheckinInputs(userID, requestID); ok {
+		return in, nil
+	}
 	var in CheckinInputs
 	if !isUUID(requestID) {
 		in.User, in.UserErr = t.UserByID(ctx, userID)
@@ -125,22 +131,26 @@ func (t *Tx) EndCheckout(ctx context.Context, e CheckoutEnd) error {
 	if err != nil {
 		return err
 	}
-	b := &pgx.Batch{}
-	b.Queue(`update access_requests set state = $2, ended_by = $3, ended_at = $4, password_changed = $5 where id = $1`,
-		e.RequestID, e.State, e.By, e.At, e.NewSecret != "")
+	fail := func(err error) error { return fmt.Errorf("end check-out of request %s: %w", e.RequestID, err) }
+	t.tx.dirty(e.RequestID, e.AccountID)
+	if err := t.tx.queue(ctx, `update access_requests set state = $2, ended_by = $3, ended_at = $4, password_changed = $5 where id = $1`,
+		e.RequestID, e.State, e.By, e.At, e.NewSecret != ""); err != nil {
+		return fail(err)
+	}
 	if e.NewSecret != "" {
-		b.Queue(`update accounts set secret = $2, password_changed_at = $3 where id = $1`, e.AccountID, e.NewSecret, e.At)
+		if err := t.tx.queue(ctx, `update accounts set secret = $2, password_changed_at = $3 where id = $1`, e.AccountID, e.NewSecret, e.At); err != nil {
+			return fail(err)
+		}
 	}
 	for _, ev := range e.Events {
 		args, hash, err := t.eventArgs(ev, seq, prev)
 		if err != nil {
 			return err
 		}
-		b.Queue(insertEventSQL, args...)
+		if err := t.queueEvent(ctx, args, seq, hash); err != nil {
+			return fail(err)
+		}
 		seq, prev = seq+1, hash
-	}
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("end check-out of request %s: %w", e.RequestID, err)
 	}
 	return nil
 }

@@ -39,18 +39,33 @@ func (t *Tx) InsertEvent(ctx context.Context, e Event) error {
 	if err != nil {
 		return err
 	}
-	args, _, err := t.eventArgs(e, seq, prev)
+	args, hash, err := t.eventArgs(e, seq, prev)
 	if err != nil {
 		return err
 	}
-	if _, err = t.tx.Exec(ctx, insertEventSQL, args...); err != nil {
+	if err := t.queueEvent(ctx, args, seq, hash); err != nil {
 		return fmt.Errorf("insert event %s: %w", e.Type, err)
 	}
 	return nil
 }
 
+// queueEvent inserts an event at place seq of the audit chain. On the fast
+// path (txConn) the insert is queued and the chain's last link kept: an
+// event whose ID exists already is then an error rather than skipped, as
+// the kept link would be wrong, and the exact path handles it.
+func (t *Tx) queueEvent(ctx context.Context, args []any, seq int64, hash string) error {
+	if !t.tx.fast {
+		_, err := t.tx.Exec(ctx, insertEventSQL, args...)
+		return err
+	}
+	t.tx.chain = &chainLink{seq: seq, hash: hash}
+	return t.tx.queue(ctx, insertNewEventSQL, args...)
+}
+
 const insertEventSQL = `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details, seq, hash) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		on conflict (id) do nothing`
+
+const insertNewEventSQL = `insert into events (id, raft_index, type, member_id, actor, at, operation_id, details, seq, hash) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 
 // eventArgs are the arguments of insertEventSQL for e at place seq of the
 // audit chain after the hash prev; hash is e's own.

@@ -16,7 +16,7 @@ import (
 // Tx is the transaction in which the FSM applies one raft command. Its
 // methods are the only writes to replicated tables.
 type Tx struct {
-	tx    pgx.Tx
+	tx    *txConn
 	Index uint64
 }
 
@@ -77,24 +77,38 @@ type EntryResult struct {
 // whole batch and is returned: nothing of it is applied, and the caller
 // retries it.
 //
-// Rejections are rare, so the batch runs first without a savepoint per
-// entry (two round trips to PostgreSQL fewer per entry); if an entry fails,
-// that attempt is rolled back and the batch runs again with savepoints.
+// The batch runs first down a fast path: no savepoint per entry (two round
+// trips to PostgreSQL fewer per entry), writes deferred and reads prefetched
+// (txConn). An entry refused before it wrote anything needs no undoing; if
+// an entry fails otherwise, that attempt is rolled back and the batch runs
+// again down the exact path, with a savepoint per entry.
 func (s *Store) ApplyBatch(ctx context.Context, entries []Entry) ([]EntryResult, error) {
+	return s.ApplyBatchPrepared(ctx, entries, nil)
+}
+
+// ApplyFallbacks counts the batches that ran again down the exact path
+// (a savepoint per entry) because an entry failed on the fast path.
+func (s *Store) ApplyFallbacks() int64 { return s.applyFallbacks.Load() }
+
+// ApplyBatchPrepared is ApplyBatch with prepare run first on the fast path,
+// to read for the whole batch at once what its entries need
+// (Tx.PrefetchCheckouts).
+func (s *Store) ApplyBatchPrepared(ctx context.Context, entries []Entry, prepare func(*Tx) error) ([]EntryResult, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
-	results, failed, err := s.applyBatch(ctx, entries, false)
+	results, failed, err := s.applyBatch(ctx, entries, prepare, false)
 	if err != nil || !failed {
 		return results, err
 	}
-	results, _, err = s.applyBatch(ctx, entries, true)
+	s.applyFallbacks.Add(1)
+	results, _, err = s.applyBatch(ctx, entries, nil, true)
 	return results, err
 }
 
 // applyBatch runs one attempt of ApplyBatch. Without savepoints, the first
 // entry that fails ends the attempt (failed: nothing was applied).
-func (s *Store) applyBatch(ctx context.Context, entries []Entry, savepoints bool) (_ []EntryResult, failed bool, _ error) {
+func (s *Store) applyBatch(ctx context.Context, entries []Entry, prepare func(*Tx) error, savepoints bool) (_ []EntryResult, failed bool, _ error) {
 	results := make([]EntryResult, len(entries))
 	first, last := entries[0], entries[len(entries)-1]
 	tx, err := s.pool.Begin(ctx)
@@ -106,6 +120,12 @@ func (s *Store) applyBatch(ctx context.Context, entries []Entry, savepoints bool
 	if err := tx.QueryRow(ctx, `select applied_index from fsm_state for update`).Scan(&applied); err != nil {
 		return nil, false, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
 	}
+	conn := &txConn{Tx: tx, fast: !savepoints}
+	if prepare != nil {
+		if err := prepare(&Tx{tx: conn, Index: first.Index}); err != nil {
+			return nil, true, nil
+		}
+	}
 	var lastApplied *Entry
 	for i := range entries {
 		e := &entries[i]
@@ -115,7 +135,15 @@ func (s *Store) applyBatch(ctx context.Context, entries []Entry, savepoints bool
 		}
 		lastApplied = e
 		if !savepoints {
-			if e.Fn(&Tx{tx: tx, Index: e.Index}) != nil {
+			writes := conn.writes
+			err := e.Fn(&Tx{tx: conn, Index: e.Index})
+			var rej *Rejection
+			switch {
+			case err == nil:
+			case errors.As(err, &rej) && conn.writes == writes:
+				// Refused before it wrote anything: nothing to undo.
+				results[i].Outcome = rej
+			default:
 				return nil, true, nil
 			}
 			continue
@@ -123,7 +151,7 @@ func (s *Store) applyBatch(ctx context.Context, entries []Entry, savepoints bool
 		if _, err := tx.Exec(ctx, `savepoint command`); err != nil {
 			return nil, false, fmt.Errorf("apply %d: %w", e.Index, err)
 		}
-		ferr := e.Fn(&Tx{tx: tx, Index: e.Index})
+		ferr := e.Fn(&Tx{tx: conn, Index: e.Index})
 		if ferr == nil {
 			if _, err := tx.Exec(ctx, `release savepoint command`); err != nil {
 				return nil, false, fmt.Errorf("apply %d: %w", e.Index, err)
@@ -147,10 +175,19 @@ func (s *Store) applyBatch(ctx context.Context, entries []Entry, savepoints bool
 	if lastApplied == nil {
 		return results, false, nil // all applied before
 	}
-	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = $1, applied_term = $2`, lastApplied.Index, lastApplied.Term); err != nil {
+	// On the fast path, a queued write that fails (or a statement that
+	// failed inside a refused entry) shows here: the batch then runs again
+	// down the exact path, which reports a real failure as one.
+	if _, err := conn.Exec(ctx, `update fsm_state set applied_index = $1, applied_term = $2`, lastApplied.Index, lastApplied.Term); err != nil {
+		if !savepoints {
+			return nil, true, nil
+		}
 		return nil, false, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
+		if !savepoints {
+			return nil, true, nil
+		}
 		return nil, false, fmt.Errorf("apply %d-%d: commit: %w", first.Index, last.Index, err)
 	}
 	return results, false, nil

@@ -84,7 +84,7 @@ func (s *Store) ApplyOffline(ctx context.Context, cmdID string, fn func(*Tx) err
 		return fmt.Errorf("apply offline: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if ferr := fn(&Tx{tx: tx}); ferr != nil {
+	if ferr := fn(&Tx{tx: &txConn{Tx: tx}}); ferr != nil {
 		var rej *Rejection
 		if errors.As(ferr, &rej) {
 			return rej

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,8 @@ var ErrNotFound = errors.New("not found")
 // Store is the appliance's database.
 type Store struct {
 	pool *pgxpool.Pool
+	// applyFallbacks: see ApplyFallbacks (fsm.go).
+	applyFallbacks atomic.Int64
 }
 
 // Open connects to the database at url and checks that it answers.

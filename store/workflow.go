@@ -100,6 +100,9 @@ type AccessRequest struct {
 
 // Key returns a key of the cluster key ring inside the FSM's transaction.
 func (t *Tx) Key(ctx context.Context, name string) (json.RawMessage, error) {
+	if v, ok := t.prefetchedKey(name); ok {
+		return v, nil
+	}
 	var v []byte
 	if err := t.tx.QueryRow(ctx, `select value from cluster_keys where name = $1`, name).Scan(&v); err != nil {
 		return nil, fmt.Errorf("key %s: %w", name, notFound(err))
@@ -573,7 +576,8 @@ func (s *Store) DueExpiries(ctx context.Context, now time.Time, limit int) ([]Ac
 // InsertRequest records a new access request. A second holder of the
 // account is refused by the database (unique index on Available requests).
 func (t *Tx) InsertRequest(ctx context.Context, r AccessRequest) error {
-	_, err := t.tx.Exec(ctx, `insert into access_requests (id, account_id, policy_id, requester_id, requester, reason, state, approval_required, approvers,
+	t.tx.dirty(r.AccountID, r.ID)
+	err := t.tx.queue(ctx, `insert into access_requests (id, account_id, policy_id, requester_id, requester, reason, state, approval_required, approvers,
 		duration_minutes, change_after_checkin, requested_at, decided_by, decided_at, available_at, expires_at)
 		values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		r.ID, r.AccountID, r.PolicyID, r.RequesterID, r.Requester, r.Reason, r.State, r.ApprovalRequired, r.Approvers,

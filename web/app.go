@@ -180,7 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Appliance, err error) {
 	a.Node, err = cluster.Start(ctx, cluster.Config{
 		DataDir: dataDir, Identity: identity, Name: cfg.Name, Advertise: advertise, Version: cfg.Version,
 		Store: a.Store, Log: cfg.Log, Stream: a.stream, Timing: cfg.Timing, Dialer: cfg.Dialer,
-		Apply: workflow.Apply, OfflineThreshold: cfg.OfflineThreshold,
+		Apply: workflow.Apply, Prefetch: workflow.Prefetch, OfflineThreshold: cfg.OfflineThreshold,
 	})
 	if err != nil {
 		return nil, err

@@ -565,3 +565,26 @@ func (a *applier) expire(ctx context.Context, d Expire) error {
 	}
 	return nil
 }
+
+// Prefetch reads for a batch of commands, in one round trip, what its new
+// access requests and check-ins read (cluster.Prefetcher): under load most
+// of a batch is check-outs and check-ins, and reading their inputs one
+// command at a time costs a round trip to PostgreSQL each.
+func Prefetch(ctx context.Context, tx *store.Tx, cmds []cluster.Command) error {
+	var keys []store.CheckoutKey
+	for _, cmd := range cmds {
+		switch cmd.Type {
+		case CmdCreateRequest:
+			var d CreateRequest
+			if json.Unmarshal(cmd.Data, &d) == nil {
+				keys = append(keys, store.CheckoutKey{User: d.RequesterID, Account: d.AccountID})
+			}
+		case CmdCheckin:
+			var d Checkin
+			if json.Unmarshal(cmd.Data, &d) == nil {
+				keys = append(keys, store.CheckoutKey{User: d.UserID, Request: d.RequestID})
+			}
+		}
+	}
+	return tx.PrefetchCheckouts(ctx, keys)
+}

@@ -818,19 +818,28 @@ func (n *Node) CompareWith(ctx context.Context, addr string, p *Progress) error 
 		}
 		index := snap.Index
 		// Both members read their tables at the same time: with a large
-		// table this halves the step.
+		// table this halves the step. Both hash rows with PostgreSQL's
+		// record hash, unless their servers' major versions differ.
+		major, err := snap.PostgresMajor(ctx)
+		if err != nil {
+			snap.Close(ctx)
+			return err
+		}
 		type answer struct {
 			a   ChecksumsAnswer
 			err error
 		}
 		peer := make(chan answer, 1)
 		go func() {
-			a, err := n.peers.Checksums(ctx, addr, index)
+			a, err := n.peers.Checksums(ctx, addr, index, major)
 			peer <- answer{a, err}
 		}()
-		mine, err := snap.Checksums(ctx)
-		snap.Close(ctx)
+		mine, err := snap.RecordHashChecksums(ctx)
 		ans := <-peer
+		if err == nil && ans.err == nil && ans.a.Method != ChecksumRecordHash {
+			mine, err = snap.Checksums(ctx)
+		}
+		snap.Close(ctx)
 		if err != nil {
 			return err
 		}
@@ -866,8 +875,10 @@ func (n *Node) CompareWith(ctx context.Context, addr string, p *Progress) error 
 	return errors.New("the cluster kept changing while the tables were compared; try again")
 }
 
-// ChecksumsAt computes this member's checksums once it applied atLeast.
-func (n *Node) ChecksumsAt(ctx context.Context, atLeast uint64) (ChecksumsAnswer, error) {
+// ChecksumsAt computes this member's checksums once it applied atLeast:
+// record hashes when asked for them and this member's PostgreSQL has the
+// major version postgresMajor, else MD5s.
+func (n *Node) ChecksumsAt(ctx context.Context, atLeast uint64, method string, postgresMajor int) (ChecksumsAnswer, error) {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := n.WaitApplied(wctx, atLeast); err != nil {
@@ -878,8 +889,16 @@ func (n *Node) ChecksumsAt(ctx context.Context, atLeast uint64) (ChecksumsAnswer
 		return ChecksumsAnswer{}, err
 	}
 	defer snap.Close(ctx)
+	if method == ChecksumRecordHash {
+		if major, err := snap.PostgresMajor(ctx); err != nil {
+			return ChecksumsAnswer{}, err
+		} else if major == postgresMajor {
+			sums, err := snap.RecordHashChecksums(ctx)
+			return ChecksumsAnswer{Index: snap.Index, Checksums: sums, Method: ChecksumRecordHash}, err
+		}
+	}
 	sums, err := snap.Checksums(ctx)
-	return ChecksumsAnswer{Index: snap.Index, Checksums: sums}, err
+	return ChecksumsAnswer{Index: snap.Index, Checksums: sums, Method: ChecksumMD5}, err
 }
 
 type countingWriter struct {

@@ -142,13 +142,31 @@ func (p *PeerClient) Status(ctx context.Context, addr string) (PeerStatus, error
 type ChecksumsAnswer struct {
 	Index     uint64                         `json:"index"`
 	Checksums map[string]store.TableChecksum `json:"checksums"`
+	// Method is how the rows were hashed: ChecksumRecordHash when asked
+	// for and the member's PostgreSQL has the major version asked for,
+	// else ChecksumMD5.
+	Method string `json:"method,omitempty"`
 }
 
+// The ways of checksumming the replicated tables (store.Snapshot).
+const (
+	ChecksumMD5        = "md5"         // Checksums: portable
+	ChecksumRecordHash = "record-hash" // RecordHashChecksums: fast, same PostgreSQL major version only
+)
+
 // Checksums asks the member at addr for its table checksums once it has
-// applied index atLeast.
-func (p *PeerClient) Checksums(ctx context.Context, addr string, atLeast uint64) (ChecksumsAnswer, error) {
+// applied index atLeast; with postgresMajor above 0, PostgreSQL's record
+// hashes if its server has that major version.
+func (p *PeerClient) Checksums(ctx context.Context, addr string, atLeast uint64, postgresMajor int) (ChecksumsAnswer, error) {
 	var ans ChecksumsAnswer
-	err := doJSON(ctx, p.http, http.MethodGet, fmt.Sprintf("https://%s/node/v1/checksums?atLeast=%d", addr, atLeast), "", nil, "", &ans)
+	url := fmt.Sprintf("https://%s/node/v1/checksums?atLeast=%d", addr, atLeast)
+	if postgresMajor > 0 {
+		url += fmt.Sprintf("&method=%s&postgres=%d", ChecksumRecordHash, postgresMajor)
+	}
+	err := doJSON(ctx, p.http, http.MethodGet, url, "", nil, "", &ans)
+	if ans.Method == "" {
+		ans.Method = ChecksumMD5
+	}
 	return ans, err
 }
 

@@ -69,10 +69,12 @@ func (h *Handlers) NodePropose(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// NodeChecksums is GET /node/v1/checksums?atLeast=N.
+// NodeChecksums is GET /node/v1/checksums?atLeast=N[&method=record-hash&postgres=M].
 func (h *Handlers) NodeChecksums(w http.ResponseWriter, r *http.Request) {
-	atLeast, _ := strconv.ParseUint(r.URL.Query().Get("atLeast"), 10, 64)
-	ans, err := h.Node.ChecksumsAt(r.Context(), atLeast)
+	q := r.URL.Query()
+	atLeast, _ := strconv.ParseUint(q.Get("atLeast"), 10, 64)
+	major, _ := strconv.Atoi(q.Get("postgres"))
+	ans, err := h.Node.ChecksumsAt(r.Context(), atLeast, q.Get("method"), major)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

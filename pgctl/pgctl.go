@@ -230,6 +230,18 @@ func (s *Server) Stop() error {
 	return nil
 }
 
+// Crash stops the server the way a power cut would, as far as its own
+// memory goes: no checkpoint, and what it had not written of its log is
+// lost (tests).
+func (s *Server) Crash() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.run(ctx, "pg_ctl", "stop", "-w", "-D", s.dir, "-m", "immediate", "-s"); err != nil {
+		return fmt.Errorf("crash postgres in %s: %w", s.dir, err)
+	}
+	return nil
+}
+
 // CreateDatabase creates a database on this server (used by tests).
 func (s *Server) CreateDatabase(ctx context.Context, name string) error {
 	return s.run(ctx, "psql", "-h", s.dir, "-U", "conclave", "-d", "postgres", "-qc", "create database "+name)

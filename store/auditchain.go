@@ -46,12 +46,14 @@ func EventHash(prev string, seq int64, e Event) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+const lastChainLinkSQL = `select seq, hash from events where seq > 0 order by seq desc limit 1`
+
 // nextChainLink is the place and the previous hash for the next event.
 func (t *Tx) nextChainLink(ctx context.Context) (seq int64, prev string, err error) {
 	if c := t.tx.chain; c != nil {
 		return c.seq + 1, c.hash, nil
 	}
-	err = t.tx.QueryRow(ctx, `select seq, hash from events where seq > 0 order by seq desc limit 1`).Scan(&seq, &prev)
+	err = t.tx.QueryRow(ctx, lastChainLinkSQL).Scan(&seq, &prev)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 1, "", nil
 	}

@@ -56,6 +56,7 @@ func (s *Store) RestoreBackup(ctx context.Context, r io.Reader, want map[string]
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("restore backup: commit: %w", err)
 	}
+	s.keysChanged()
 	return nil
 }
 

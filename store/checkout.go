@@ -132,14 +132,22 @@ func (t *Tx) EndCheckout(ctx context.Context, e CheckoutEnd) error {
 		return err
 	}
 	fail := func(err error) error { return fmt.Errorf("end check-out of request %s: %w", e.RequestID, err) }
-	t.tx.dirty(e.RequestID, e.AccountID)
-	if err := t.tx.queue(ctx, `update access_requests set state = $2, ended_by = $3, ended_at = $4, password_changed = $5 where id = $1`,
-		e.RequestID, e.State, e.By, e.At, e.NewSecret != ""); err != nil {
-		return fail(err)
-	}
-	if e.NewSecret != "" {
-		if err := t.tx.queue(ctx, `update accounts set secret = $2, password_changed_at = $3 where id = $1`, e.AccountID, e.NewSecret, e.At); err != nil {
+	t.tx.checkoutEnded(e)
+	if h := t.tx.hot; h != nil {
+		t.tx.writes++
+		h.endRequest(requestEnd{id: e.RequestID, state: e.State, by: e.By, at: e.At, passwordChanged: e.NewSecret != ""})
+		if e.NewSecret != "" {
+			h.setSecret(accountSecret{id: e.AccountID, secret: e.NewSecret, at: e.At})
+		}
+	} else {
+		if _, err := t.tx.Exec(ctx, `update access_requests set state = $2, ended_by = $3, ended_at = $4, password_changed = $5 where id = $1`,
+			e.RequestID, e.State, e.By, e.At, e.NewSecret != ""); err != nil {
 			return fail(err)
+		}
+		if e.NewSecret != "" {
+			if _, err := t.tx.Exec(ctx, `update accounts set secret = $2, password_changed_at = $3 where id = $1`, e.AccountID, e.NewSecret, e.At); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	for _, ev := range e.Events {

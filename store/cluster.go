@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -279,17 +281,51 @@ func (t *Tx) PutKey(ctx context.Context, name string, value json.RawMessage, at 
 	if err != nil {
 		return fmt.Errorf("put key %s: %w", name, err)
 	}
+	t.tx.keysChanged = true
 	return nil
 }
 
-// Key returns a key of the cluster key ring.
+// Key returns a key of the cluster key ring. Keys are read for every
+// password sealed or opened and change about never, so they are kept in
+// memory until a transaction that changed cluster_keys commits
+// (keysChanged).
 func (s *Store) Key(ctx context.Context, name string) (json.RawMessage, error) {
-	var v []byte
+	// The generation is read first: a key read after a change committed
+	// but before the generation moved is filed under the old one, and
+	// read again.
+	gen := s.keys.gen.Load()
+	s.keys.mu.Lock()
+	v, ok := s.keys.values[name]
+	if s.keys.at != gen {
+		ok = false
+	}
+	s.keys.mu.Unlock()
+	if ok {
+		return v, nil
+	}
 	if err := s.pool.QueryRow(ctx, `select value from cluster_keys where name = $1`, name).Scan(&v); err != nil {
 		return nil, fmt.Errorf("key %s: %w", name, notFound(err))
 	}
+	s.keys.mu.Lock()
+	if s.keys.at != gen || s.keys.values == nil {
+		s.keys.at, s.keys.values = gen, map[string]json.RawMessage{}
+	}
+	s.keys.values[name] = v
+	s.keys.mu.Unlock()
 	return v, nil
 }
+
+// keyCache is what Store.Key keeps: the values read at generation at.
+type keyCache struct {
+	gen    atomic.Uint64 // moved by keysChanged
+	mu     sync.Mutex
+	at     uint64
+	values map[string]json.RawMessage
+}
+
+// keysChanged tells Key that cluster_keys changed: called once a
+// transaction that wrote it has committed.
+func (s *Store) keysChanged() { s.keys.gen.Add(1) }
 
 // RemoveMember deletes a member.
 func (t *Tx) RemoveMember(ctx context.Context, id string) error {

@@ -77,11 +77,11 @@ type EntryResult struct {
 // whole batch and is returned: nothing of it is applied, and the caller
 // retries it.
 //
-// The batch runs first down a fast path: no savepoint per entry (two round
-// trips to PostgreSQL fewer per entry), writes deferred and reads prefetched
-// (txConn). An entry refused before it wrote anything needs no undoing; if
-// an entry fails otherwise, that attempt is rolled back and the batch runs
-// again down the exact path, with a savepoint per entry.
+// The batch runs first down a fast path: no savepoint per entry, reads
+// prefetched, statements pipelined and hot writes set-wise (txConn). An
+// entry refused before it wrote anything needs no undoing; if an entry
+// fails otherwise, that attempt is rolled back and the batch runs again
+// down the exact path, with a savepoint per entry.
 func (s *Store) ApplyBatch(ctx context.Context, entries []Entry) ([]EntryResult, error) {
 	return s.ApplyBatchPrepared(ctx, entries, nil)
 }
@@ -89,6 +89,11 @@ func (s *Store) ApplyBatch(ctx context.Context, entries []Entry) ([]EntryResult,
 // ApplyFallbacks counts the batches that ran again down the exact path
 // (a savepoint per entry) because an entry failed on the fast path.
 func (s *Store) ApplyFallbacks() int64 { return s.applyFallbacks.Load() }
+
+// PrefetchMisses counts the reads of check-outs and check-ins on the fast
+// path that the batch's prefetch could not answer, so that they went to
+// the database (tests check that the prefetch stays current).
+func (s *Store) PrefetchMisses() int64 { return s.prefetchMisses.Load() }
 
 // ApplyBatchPrepared is ApplyBatch with prepare run first on the fast path,
 // to read for the whole batch at once what its entries need
@@ -106,25 +111,81 @@ func (s *Store) ApplyBatchPrepared(ctx context.Context, entries []Entry, prepare
 	return results, err
 }
 
-// applyBatch runs one attempt of ApplyBatch. Without savepoints, the first
-// entry that fails ends the attempt (failed: nothing was applied).
+// asyncCommitSQL lets the FSM's transactions commit without waiting for
+// PostgreSQL's log to reach the disk. They need not: a committed raft
+// entry is on the disk of a majority of members already (the raft log),
+// and a member whose database lost its last commits in a crash applies
+// them again from its raft log, as the applied index lost them too. Only
+// what a raft snapshot covers is not replayed, so the FSM makes the
+// database durable before a snapshot and at the end of a raft life
+// (FlushWAL). This takes a disk flush off every batch on every member.
+const asyncCommitSQL = `set local synchronous_commit = off`
+
+// FlushWAL returns once everything committed before it is on disk: a
+// transaction that writes and commits synchronously waits for PostgreSQL's
+// log up to its commit record, which follows every earlier commit. (One
+// that writes nothing does not wait, whatever synchronous_commit says.)
+func (s *Store) FlushWAL(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `update fsm_state set applied_index = applied_index`); err != nil {
+		return fmt.Errorf("flush the database log: %w", err)
+	}
+	return nil
+}
+
+// applyBatch runs one attempt of ApplyBatch: down the fast path, or with
+// savepoints down the exact path.
 func (s *Store) applyBatch(ctx context.Context, entries []Entry, prepare func(*Tx) error, savepoints bool) (_ []EntryResult, failed bool, _ error) {
+	if savepoints {
+		results, err := s.applyExact(ctx, entries)
+		return results, false, err
+	}
+	return s.applyFast(ctx, entries, prepare)
+}
+
+// applyFast applies the batch with no savepoint per entry, its statements
+// pipelined and its hot writes set-wise (txConn), in as few as two round
+// trips: begin, lock, reads; then writes and commit. The first entry that
+// fails (rather than refusing before it wrote anything) ends the attempt,
+// and so does any database error: failed, nothing was applied.
+func (s *Store) applyFast(ctx context.Context, entries []Entry, prepare func(*Tx) error) (_ []EntryResult, failed bool, _ error) {
 	results := make([]EntryResult, len(entries))
 	first, last := entries[0], entries[len(entries)-1]
-	tx, err := s.pool.Begin(ctx)
+	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
 	}
-	defer tx.Rollback(ctx)
+	defer func() {
+		// A transaction left open or aborted must not go back to the pool.
+		if pc.Conn().PgConn().TxStatus() != 'I' {
+			if _, err := pc.Conn().Exec(context.Background(), "rollback"); err != nil {
+				pc.Conn().Close(context.Background())
+			}
+		}
+		pc.Release()
+	}()
+	conn := &txConn{Tx: connTx{conn: pc.Conn()}, fast: true, hot: newHotWrites(), store: s}
 	var applied uint64
-	if err := tx.QueryRow(ctx, `select applied_index from fsm_state for update`).Scan(&applied); err != nil {
-		return nil, false, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
-	}
-	conn := &txConn{Tx: tx, fast: !savepoints}
+	conn.queueRead("begin", nil)
+	conn.queueRead(asyncCommitSQL, nil)
+	conn.queueRead(`select applied_index from fsm_state for update`, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(&applied)
+	})
+	conn.queueRead(lastChainLinkSQL, func(br pgx.BatchResults) error {
+		var l chainLink
+		err := br.QueryRow().Scan(&l.seq, &l.hash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			l, err = chainLink{}, nil
+		}
+		conn.chain = &l
+		return err
+	})
 	if prepare != nil {
 		if err := prepare(&Tx{tx: conn, Index: first.Index}); err != nil {
 			return nil, true, nil
 		}
+	}
+	if err := conn.flush(ctx); err != nil {
+		return nil, true, nil
 	}
 	var lastApplied *Entry
 	for i := range entries {
@@ -134,34 +195,75 @@ func (s *Store) applyBatch(ctx context.Context, entries []Entry, prepare func(*T
 			continue
 		}
 		lastApplied = e
-		if !savepoints {
-			writes := conn.writes
-			err := e.Fn(&Tx{tx: conn, Index: e.Index})
-			var rej *Rejection
-			switch {
-			case err == nil:
-			case errors.As(err, &rej) && conn.writes == writes:
-				// Refused before it wrote anything: nothing to undo.
-				results[i].Outcome = rej
-			default:
-				return nil, true, nil
-			}
+		writes := conn.writes
+		err := e.Fn(&Tx{tx: conn, Index: e.Index})
+		var rej *Rejection
+		switch {
+		case err == nil:
+		case errors.As(err, &rej) && conn.writes == writes:
+			// Refused before it wrote anything: nothing to undo.
+			results[i].Outcome = rej
+		default:
+			return nil, true, nil
+		}
+	}
+	if lastApplied == nil {
+		return results, false, nil // all applied before
+	}
+	// A queued write that fails (or a statement that failed inside a
+	// refused entry) shows here: the batch then runs again down the exact
+	// path, which reports a real failure as one.
+	conn.queueRead(`update fsm_state set applied_index = $1, applied_term = $2`, nil, lastApplied.Index, lastApplied.Term)
+	conn.queueRead("commit", nil)
+	if err := conn.flush(ctx); err != nil {
+		return nil, true, nil
+	}
+	if conn.keysChanged {
+		s.keysChanged()
+	}
+	return results, false, nil
+}
+
+// applyExact applies the batch in a pgx transaction with a savepoint per
+// entry: a refused entry is undone alone, whatever it wrote.
+func (s *Store) applyExact(ctx context.Context, entries []Entry) ([]EntryResult, error) {
+	results := make([]EntryResult, len(entries))
+	first, last := entries[0], entries[len(entries)-1]
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, asyncCommitSQL); err != nil {
+		return nil, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
+	}
+	var applied uint64
+	if err := tx.QueryRow(ctx, `select applied_index from fsm_state for update`).Scan(&applied); err != nil {
+		return nil, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
+	}
+	conn := &txConn{Tx: tx}
+	var lastApplied *Entry
+	for i := range entries {
+		e := &entries[i]
+		if e.Index <= applied {
+			results[i].Skipped = true
 			continue
 		}
+		lastApplied = e
 		if _, err := tx.Exec(ctx, `savepoint command`); err != nil {
-			return nil, false, fmt.Errorf("apply %d: %w", e.Index, err)
+			return nil, fmt.Errorf("apply %d: %w", e.Index, err)
 		}
 		ferr := e.Fn(&Tx{tx: conn, Index: e.Index})
 		if ferr == nil {
 			if _, err := tx.Exec(ctx, `release savepoint command`); err != nil {
-				return nil, false, fmt.Errorf("apply %d: %w", e.Index, err)
+				return nil, fmt.Errorf("apply %d: %w", e.Index, err)
 			}
 			continue
 		}
 		var rej *Rejection
 		if !errors.As(ferr, &rej) {
 			if !deterministic(ferr) {
-				return nil, false, fmt.Errorf("apply %d: %w", e.Index, ferr)
+				return nil, fmt.Errorf("apply %d: %w", e.Index, ferr)
 			}
 			// Every member's PostgreSQL refuses this data alike: retrying
 			// would stall the cluster, so it becomes the command's outcome.
@@ -169,28 +271,22 @@ func (s *Store) applyBatch(ctx context.Context, entries []Entry, prepare func(*T
 		}
 		results[i].Outcome = rej
 		if _, err := tx.Exec(ctx, `rollback to savepoint command`); err != nil {
-			return nil, false, fmt.Errorf("apply %d: %w", e.Index, err)
+			return nil, fmt.Errorf("apply %d: %w", e.Index, err)
 		}
 	}
 	if lastApplied == nil {
-		return results, false, nil // all applied before
+		return results, nil // all applied before
 	}
-	// On the fast path, a queued write that fails (or a statement that
-	// failed inside a refused entry) shows here: the batch then runs again
-	// down the exact path, which reports a real failure as one.
-	if _, err := conn.Exec(ctx, `update fsm_state set applied_index = $1, applied_term = $2`, lastApplied.Index, lastApplied.Term); err != nil {
-		if !savepoints {
-			return nil, true, nil
-		}
-		return nil, false, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
+	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = $1, applied_term = $2`, lastApplied.Index, lastApplied.Term); err != nil {
+		return nil, fmt.Errorf("apply %d-%d: %w", first.Index, last.Index, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		if !savepoints {
-			return nil, true, nil
-		}
-		return nil, false, fmt.Errorf("apply %d-%d: commit: %w", first.Index, last.Index, err)
+		return nil, fmt.Errorf("apply %d-%d: commit: %w", first.Index, last.Index, err)
 	}
-	return results, false, nil
+	if conn.keysChanged {
+		s.keysChanged()
+	}
+	return results, nil
 }
 
 // deterministic tells whether a database error depends on the data only
@@ -378,7 +474,11 @@ func (s *Store) TruncateReplicated(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = 0, applied_term = 0`); err != nil {
 		return fmt.Errorf("truncate: %w", err)
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.keysChanged()
+	return nil
 }
 
 // RestoreSnapshot replaces every replicated table with the snapshot's rows
@@ -400,6 +500,7 @@ func (s *Store) RestoreSnapshot(ctx context.Context, r io.Reader) (index uint64,
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("restore: commit: %w", err)
 	}
+	s.keysChanged()
 	return hdr.AppliedIndex, nil
 }
 
@@ -536,6 +637,12 @@ func copyIn(ctx context.Context, tx pgx.Tx, r io.Reader) (snapshotHeader, error)
 		if _, err := tx.Exec(ctx, def); err != nil {
 			return hdr, fmt.Errorf("restore: rebuild index: %w", err)
 		}
+	}
+	// Statistics for the planner now, not when autovacuum comes round: a
+	// replica just filled with a million rows otherwise plans its queries
+	// for empty tables.
+	if _, err := tx.Exec(ctx, "analyze "+joinTables(replicatedTables)); err != nil {
+		return hdr, fmt.Errorf("restore: analyze: %w", err)
 	}
 	return hdr, nil
 }

@@ -84,7 +84,8 @@ func (s *Store) ApplyOffline(ctx context.Context, cmdID string, fn func(*Tx) err
 		return fmt.Errorf("apply offline: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if ferr := fn(&Tx{tx: &txConn{Tx: tx}}); ferr != nil {
+	conn := &txConn{Tx: tx}
+	if ferr := fn(&Tx{tx: conn}); ferr != nil {
 		var rej *Rejection
 		if errors.As(ferr, &rej) {
 			return rej
@@ -101,7 +102,13 @@ func (s *Store) ApplyOffline(ctx context.Context, cmdID string, fn func(*Tx) err
 	if err != nil {
 		return fmt.Errorf("apply offline: spool events: %w", err)
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	if conn.keysChanged {
+		s.keysChanged()
+	}
+	return nil
 }
 
 // OfflineSince tells whether this appliance keeps an offline base, and

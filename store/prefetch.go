@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -23,6 +25,8 @@ type prefetched struct {
 	requests map[string]fetched[AccessRequest]
 	keys     map[string][]byte // cluster_keys values
 	dirty    map[string]bool   // account and request IDs
+	// misses counts the reads it could not answer (Store.PrefetchMisses).
+	misses *atomic.Int64
 }
 
 type fetched[T any] struct {
@@ -44,96 +48,118 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 		return nil
 	}
 	p := &prefetched{users: map[string]fetched[User]{}, accounts: map[string]fetched[Account]{}, policies: map[string][]Policy{},
-		open: map[[2]string]string{}, requests: map[string]fetched[AccessRequest]{}, keys: map[string][]byte{}, dirty: map[string]bool{}}
-	// What is queued, in order, and how to read each answer.
-	b := &pgx.Batch{}
-	var reads []func(pgx.BatchResults) error
-	users := map[string]bool{}
+		open: map[[2]string]string{}, requests: map[string]fetched[AccessRequest]{}, keys: map[string][]byte{}, dirty: map[string]bool{},
+		misses: &t.tx.store.prefetchMisses}
+	// One statement a kind of row, for the whole batch: a statement costs
+	// PostgreSQL more than a row.
+	var userIDs, accountIDs, requestIDs []string
+	var pairs [][2]string // account, user
+	seen := map[string]bool{}
+	once := func(kind, id string) bool {
+		if seen[kind+id] {
+			return false
+		}
+		seen[kind+id] = true
+		return true
+	}
 	for _, k := range keys {
-		if k.User == "" || users[k.User] || !isUUID(k.User) {
+		if !isUUID(k.User) {
 			continue
 		}
-		users[k.User] = true
-		id := k.User
-		b.Queue(userByIDSQL, id)
-		reads = append(reads, func(br pgx.BatchResults) error {
-			u, err := scanUser(br.QueryRow())
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("user %s: %w", id, err)
-			}
-			p.users[id] = fetched[User]{u, err}
-			return nil
-		})
-	}
-	seen := map[string]bool{}
-	for _, k := range keys {
-		switch {
-		case k.Account != "" && isUUID(k.Account) && isUUID(k.User):
-			if !seen[k.Account] {
-				seen[k.Account] = true
-				id := k.Account
-				b.Queue(accountForUpdateSQL, id)
-				b.Queue(policiesOfAccountSQL, id)
-				reads = append(reads, func(br pgx.BatchResults) error {
-					a, err := scanAccount(br.QueryRow())
-					if err != nil && !errors.Is(err, ErrNotFound) {
-						return fmt.Errorf("account %s: %w", id, err)
-					}
-					p.accounts[id] = fetched[Account]{a, err}
-					rows, err := br.Query()
-					if err != nil {
-						return fmt.Errorf("policies of account %s: %w", id, err)
-					}
-					ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Policy, error) { return scanPolicy(r) })
-					if err != nil {
-						return fmt.Errorf("policies of account %s: %w", id, err)
-					}
-					p.policies[id] = ps
-					return nil
-				})
-			}
-			key := [2]string{k.Account, k.User}
-			if _, ok := p.open[key]; ok || seen["open "+key[0]+key[1]] {
-				continue
-			}
-			seen["open "+key[0]+key[1]] = true
-			b.Queue(openRequestSQL, k.Account, k.User)
-			reads = append(reads, func(br pgx.BatchResults) error {
-				var id string
-				if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-					return fmt.Errorf("open requests: %w", err)
-				}
-				p.open[key] = id
-				return nil
-			})
-		case k.Request != "" && isUUID(k.Request) && isUUID(k.User) && !seen[k.Request]:
-			seen[k.Request] = true
-			id := k.Request
-			b.Queue(requestForUpdateSQL, id)
-			reads = append(reads, func(br pgx.BatchResults) error {
-				r, err := scanRequest(br.QueryRow())
-				if err != nil && !errors.Is(err, ErrNotFound) {
-					return fmt.Errorf("access request %s: %w", id, err)
-				}
-				p.requests[id] = fetched[AccessRequest]{r, err}
-				return nil
-			})
+		if once("u", k.User) {
+			userIDs = append(userIDs, k.User)
 		}
+		switch {
+		case k.Account != "" && isUUID(k.Account):
+			if once("a", k.Account) {
+				accountIDs = append(accountIDs, k.Account)
+			}
+			if once("o", k.Account+k.User) {
+				pairs = append(pairs, [2]string{k.Account, k.User})
+			}
+		case k.Request != "" && isUUID(k.Request):
+			if once("r", k.Request) {
+				requestIDs = append(requestIDs, k.Request)
+			}
+		}
+	}
+	b := &pgx.Batch{}
+	var reads []func(pgx.BatchResults) error
+	// each reads the rows of the next statement with scan.
+	each := func(what string, scan func(pgx.Rows) error) func(pgx.BatchResults) error {
+		return func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err != nil {
+				return fmt.Errorf("prefetch %s: %w", what, err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				if err := scan(rows); err != nil {
+					return fmt.Errorf("prefetch %s: %w", what, err)
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("prefetch %s: %w", what, err)
+			}
+			return nil
+		}
+	}
+	if len(userIDs) > 0 {
+		b.Queue(userSelect+` where id = any($1)`, userIDs)
+		reads = append(reads, each("users", func(r pgx.Rows) error {
+			u, err := scanUser(r)
+			p.users[u.ID] = fetched[User]{v: u}
+			return err
+		}))
+	}
+	if len(accountIDs) > 0 {
+		b.Queue(accountSelect+` where a.id = any($1::uuid[]) for update of a`, accountIDs)
+		reads = append(reads, each("accounts", func(r pgx.Rows) error {
+			a, err := scanAccount(r)
+			p.accounts[a.ID] = fetched[Account]{v: a}
+			return err
+		}))
+		// policySelect's columns, with the account each covers, in the
+		// order of policiesOfAccountSQL.
+		b.Queue(`select pa.account_id::text, `+strings.TrimPrefix(policySelect, "select ")+`
+			join policy_accounts pa on pa.policy_id = p.id where pa.account_id = any($1::uuid[]) order by lower(p.name)`, accountIDs)
+		reads = append(reads, each("policies", func(r pgx.Rows) error {
+			var account string
+			var pol Policy
+			err := r.Scan(&account, &pol.ID, &pol.Name, &pol.Requesters, &pol.Approvers, &pol.ApprovalRequired, &pol.DurationMinutes, &pol.ChangeAfterCheckin, &pol.CreatedAt, &pol.UpdatedAt)
+			p.policies[account] = append(p.policies[account], pol)
+			return err
+		}))
+		b.Queue(`select account_id::text, requester_id, id::text from access_requests
+			where account_id = any($1::uuid[]) and state in ('Pending', 'Available') order by id`, accountIDs)
+		reads = append(reads, each("open requests", func(r pgx.Rows) error {
+			var key [2]string
+			var id string
+			if err := r.Scan(&key[0], &key[1], &id); err != nil {
+				return err
+			}
+			if p.open[key] == "" {
+				p.open[key] = id
+			}
+			return nil
+		}))
+	}
+	if len(requestIDs) > 0 {
+		b.Queue(requestSelect+` where r.id = any($1::uuid[]) for update of r`, requestIDs)
+		reads = append(reads, each("access requests", func(r pgx.Rows) error {
+			req, err := scanRequest(r)
+			p.requests[req.ID] = fetched[AccessRequest]{v: req}
+			return err
+		}))
 	}
 	b.Queue(`select name, value from cluster_keys`)
-	reads = append(reads, func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err != nil {
-			return fmt.Errorf("cluster keys: %w", err)
-		}
+	reads = append(reads, each("cluster keys", func(r pgx.Rows) error {
 		var name string
 		var value []byte
-		_, err = pgx.ForEachRow(rows, []any{&name, &value}, func() error {
-			p.keys[name] = append([]byte(nil), value...)
-			return nil
-		})
+		err := r.Scan(&name, &value)
+		p.keys[name] = append([]byte(nil), value...)
 		return err
-	})
+	}))
 	br := t.tx.SendBatch(ctx, b)
 	for _, read := range reads {
 		if err := read(br); err != nil {
@@ -144,6 +170,28 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 	if err := br.Close(); err != nil {
 		return err
 	}
+	// What was asked for and is not there is not found; a pair with no
+	// open request has none.
+	for _, id := range userIDs {
+		if _, ok := p.users[id]; !ok {
+			p.users[id] = fetched[User]{err: ErrNotFound}
+		}
+	}
+	for _, id := range accountIDs {
+		if _, ok := p.accounts[id]; !ok {
+			p.accounts[id] = fetched[Account]{err: ErrNotFound}
+		}
+	}
+	for _, id := range requestIDs {
+		if _, ok := p.requests[id]; !ok {
+			p.requests[id] = fetched[AccessRequest]{err: ErrNotFound}
+		}
+	}
+	for _, key := range pairs {
+		if _, ok := p.open[key]; !ok {
+			p.open[key] = ""
+		}
+	}
 	t.tx.pre = p
 	return nil
 }
@@ -152,14 +200,15 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 // there and still current.
 func (t *Tx) prefetchedRequestInputs(userID, accountID string) (RequestInputs, bool) {
 	p := t.tx.pre
-	if p == nil || p.dirty[accountID] {
+	if p == nil {
 		return RequestInputs{}, false
 	}
 	u, okU := p.users[userID]
 	a, okA := p.accounts[accountID]
 	open, okO := p.open[[2]string{accountID, userID}]
 	// Not found may mean made earlier in this batch: ask the database.
-	if !okU || !okA || !okO || u.err != nil || a.err != nil {
+	if p.dirty[accountID] || !okU || !okA || !okO || u.err != nil || a.err != nil {
+		p.misses.Add(1)
 		return RequestInputs{}, false
 	}
 	return RequestInputs{User: u.v, UserErr: u.err, Account: a.v, AccountErr: a.err, Policies: p.policies[accountID], OpenRequestID: open}, true
@@ -169,12 +218,13 @@ func (t *Tx) prefetchedRequestInputs(userID, accountID string) (RequestInputs, b
 // there and still current.
 func (t *Tx) prefetchedCheckinInputs(userID, requestID string) (CheckinInputs, bool) {
 	p := t.tx.pre
-	if p == nil || p.dirty[requestID] {
+	if p == nil {
 		return CheckinInputs{}, false
 	}
 	u, okU := p.users[userID]
 	r, okR := p.requests[requestID]
-	if !okU || !okR || u.err != nil || r.err != nil || p.dirty[r.v.AccountID] {
+	if p.dirty[requestID] || !okU || !okR || u.err != nil || r.err != nil || p.dirty[r.v.AccountID] {
+		p.misses.Add(1)
 		return CheckinInputs{}, false
 	}
 	return CheckinInputs{User: u.v, UserErr: u.err, Request: r.v, RequestErr: r.err}, true
@@ -190,7 +240,8 @@ func (t *Tx) prefetchedKey(name string) (json.RawMessage, bool) {
 	return v, ok
 }
 
-// dirty marks account and request IDs changed by this batch.
+// dirty marks account and request IDs changed by this batch and not kept
+// current in the prefetch: reads of them go to the database.
 func (c *txConn) dirty(ids ...string) {
 	if c.pre == nil {
 		return
@@ -198,4 +249,83 @@ func (c *txConn) dirty(ids ...string) {
 	for _, id := range ids {
 		c.pre.dirty[id] = true
 	}
+}
+
+// requestInserted keeps the prefetch current after a new access request
+// (write-through): the request, its account's holder and the requester's
+// open request. What the prefetch does not hold is marked dirty instead.
+// (On a replica, a check-out and its check-in often come in one batch.)
+func (c *txConn) requestInserted(r AccessRequest) {
+	p := c.pre
+	if p == nil {
+		return
+	}
+	a, ok := p.accounts[r.AccountID]
+	if !ok || a.err != nil || p.dirty[r.AccountID] {
+		c.dirty(r.AccountID, r.ID)
+		return
+	}
+	r = asRead(r)
+	r.AssetAddress = a.v.AssetAddress
+	p.requests[r.ID] = fetched[AccessRequest]{v: r}
+	if r.State == RequestAvailable {
+		a.v.Holder, a.v.HeldUntil = r.Requester, r.ExpiresAt
+		p.accounts[r.AccountID] = a
+	}
+	key := [2]string{r.AccountID, r.RequesterID}
+	if _, ok := p.open[key]; ok && (r.State == RequestPending || r.State == RequestAvailable) {
+		p.open[key] = r.ID
+	}
+}
+
+// checkoutEnded keeps the prefetch current after the end of a check-out.
+func (c *txConn) checkoutEnded(e CheckoutEnd) {
+	p := c.pre
+	if p == nil {
+		return
+	}
+	r, okR := p.requests[e.RequestID]
+	a, okA := p.accounts[e.AccountID]
+	if !okR || r.err != nil || !okA || a.err != nil || p.dirty[e.RequestID] || p.dirty[e.AccountID] {
+		c.dirty(e.RequestID, e.AccountID)
+		return
+	}
+	at := dbTime(e.At)
+	r.v.State, r.v.EndedBy, r.v.EndedAt, r.v.PasswordChanged = e.State, e.By, &at, e.NewSecret != ""
+	p.requests[e.RequestID] = r
+	// The request ended was the account's check-out.
+	a.v.Holder, a.v.HeldUntil = "", nil
+	if e.NewSecret != "" {
+		a.v.Secret, a.v.PasswordChangedAt = e.NewSecret, at
+	}
+	p.accounts[e.AccountID] = a
+	key := [2]string{e.AccountID, r.v.RequesterID}
+	if open, ok := p.open[key]; ok && open == e.RequestID {
+		p.open[key] = ""
+	}
+}
+
+// dbTime is t as it reads back from PostgreSQL (microseconds, local time),
+// so that what the prefetch keeps equals what the database would answer:
+// whether a command reads one or the other depends on how this member's
+// batches fell, and every member must apply it alike.
+func dbTime(t time.Time) time.Time { return t.Truncate(time.Microsecond).Local() }
+
+func dbTimePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := dbTime(*t)
+	return &v
+}
+
+// asRead is r as it reads back from the database.
+func asRead(r AccessRequest) AccessRequest {
+	r.RequestedAt = dbTime(r.RequestedAt)
+	r.DecidedAt, r.AvailableAt, r.ExpiresAt = dbTimePtr(r.DecidedAt), dbTimePtr(r.AvailableAt), dbTimePtr(r.ExpiresAt)
+	r.LastReleasedAt, r.EndedAt = dbTimePtr(r.LastReleasedAt), dbTimePtr(r.EndedAt)
+	if r.Approvers == nil {
+		r.Approvers = []string{}
+	}
+	return r
 }

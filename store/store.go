@@ -24,8 +24,10 @@ var ErrNotFound = errors.New("not found")
 // Store is the appliance's database.
 type Store struct {
 	pool *pgxpool.Pool
-	// applyFallbacks: see ApplyFallbacks (fsm.go).
-	applyFallbacks atomic.Int64
+	// applyFallbacks: see ApplyFallbacks (fsm.go); prefetchMisses: see
+	// PrefetchMisses.
+	applyFallbacks, prefetchMisses atomic.Int64
+	keys                           keyCache
 }
 
 // Open connects to the database at url and checks that it answers.

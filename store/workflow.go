@@ -576,8 +576,14 @@ func (s *Store) DueExpiries(ctx context.Context, now time.Time, limit int) ([]Ac
 // InsertRequest records a new access request. A second holder of the
 // account is refused by the database (unique index on Available requests).
 func (t *Tx) InsertRequest(ctx context.Context, r AccessRequest) error {
-	t.tx.dirty(r.AccountID, r.ID)
-	err := t.tx.queue(ctx, `insert into access_requests (id, account_id, policy_id, requester_id, requester, reason, state, approval_required, approvers,
+	t.tx.requestInserted(r)
+	if h := t.tx.hot; h != nil {
+		// Written with the batch's other new requests (txConn).
+		t.tx.writes++
+		h.insertRequest(r)
+		return nil
+	}
+	_, err := t.tx.Exec(ctx, `insert into access_requests (id, account_id, policy_id, requester_id, requester, reason, state, approval_required, approvers,
 		duration_minutes, change_after_checkin, requested_at, decided_by, decided_at, available_at, expires_at)
 		values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		r.ID, r.AccountID, r.PolicyID, r.RequesterID, r.Requester, r.Reason, r.State, r.ApprovalRequired, r.Approvers,

@@ -648,7 +648,10 @@ func (e *enrollment) addNonvoter(ctx context.Context, p *Progress) error {
 }
 
 func (e *enrollment) catchUp(ctx context.Context, p *Progress) error {
-	target := e.n.r().LastIndex()
+	// Caught up: applied every command the primary has applied (raft's
+	// last index may be a barrier or a configuration change, which no
+	// member's database records).
+	target := e.n.applied.Load()
 	start := e.snapIndex
 	began, lastAnswer := time.Now(), time.Now()
 	for {

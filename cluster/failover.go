@@ -60,7 +60,7 @@ func (n *Node) failoverChecks(ctx context.Context, memberID string, ownLock bool
 		if err != nil {
 			return m, CandidateLag{}, fmt.Errorf("%s does not answer: %v", m.Name, err)
 		}
-		target := n.r().CommitIndex()
+		target := n.applied.Load() // commands, as the candidate counts them
 		lag := CandidateLag{Applied: st.AppliedIndex, Target: target}
 		if target > st.AppliedIndex {
 			lag.Entries = target - st.AppliedIndex

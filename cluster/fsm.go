@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -32,7 +31,7 @@ type fsm struct {
 	store   *store.Store
 	log     *slog.Logger
 	closing <-chan struct{}
-	applied *atomic.Uint64
+	applied *appliedIndex
 	// extra applies the commands of other packages (the workflow), and
 	// prefetch reads for a batch of them at once what they will read.
 	extra    Applier
@@ -40,6 +39,9 @@ type fsm struct {
 	// queue holds the batches raft handed over, in log order, until the
 	// applier goroutine has applied them.
 	queue chan queuedBatch
+	// committed, when set, is told the last index of every batch raft
+	// hands over (Node.nudgeFollowers).
+	committed func(index uint64)
 }
 
 // queuedBatch is a batch raft handed over, or (with no entries) a marker
@@ -68,7 +70,7 @@ func resolvedOutcome(rej *store.Rejection) *applyOutcome {
 	return o
 }
 
-func newFSM(st *store.Store, log *slog.Logger, closing <-chan struct{}, applied *atomic.Uint64, extra Applier, prefetch Prefetcher) *fsm {
+func newFSM(st *store.Store, log *slog.Logger, closing <-chan struct{}, applied *appliedIndex, extra Applier, prefetch Prefetcher) *fsm {
 	return &fsm{store: st, log: log, closing: closing, applied: applied, extra: extra, prefetch: prefetch, queue: make(chan queuedBatch, 256)}
 }
 
@@ -97,6 +99,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 // ApplyBatch queues the committed entries raft hands over for the applier
 // goroutine (raft.BatchingFSM).
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	if f.committed != nil && len(logs) > 0 {
+		f.committed(logs[len(logs)-1].Index)
+	}
 	results := make([]any, len(logs))
 	b := queuedBatch{}
 	for i, l := range logs {
@@ -151,6 +156,12 @@ func (f *fsm) drain() {
 	case <-m.drained:
 	case <-f.closing:
 	}
+}
+
+// durable returns once every entry queued so far is applied and on disk.
+func (f *fsm) durable() error {
+	f.drain()
+	return f.store.FlushWAL(context.Background())
 }
 
 // runApplier applies the queued batches until the appliance stops: all
@@ -260,8 +271,11 @@ func backoff(attempt int) time.Duration {
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	// The snapshot is of the database: everything raft handed over must
-	// be in it.
-	f.drain()
+	// be in it, and on disk, since raft will not replay what a snapshot
+	// covers (FSM transactions commit without waiting for the disk).
+	if err := f.durable(); err != nil {
+		return nil, fmt.Errorf("fsm snapshot: %w", err)
+	}
 	snap, err := f.store.BeginSnapshot(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("fsm snapshot: %w", err)

@@ -375,8 +375,10 @@ func (n *Node) runReintegrate(ctx context.Context, op *localOperation, actor str
 		}
 	}
 	err := n.waitFor(ctx, 2*time.Minute, func() bool {
+		// Caught up: applied what the primary has applied (not raft's
+		// commit index, which may end at a barrier no database records).
 		_, leader := n.r().LeaderWithID()
-		return leader != "" && n.applied.Load() >= n.r().CommitIndex() && n.r().CommitIndex() > 0
+		return leader != "" && n.CatchUp(ctx) == nil
 	})
 	if err != nil {
 		return op.stepFailed(2, fmt.Errorf("no primary reached this member, or it did not catch up, within two minutes: %w", err))

@@ -156,7 +156,7 @@ func (n *Node) runReset(ctx context.Context, op *localOperation, plan ResetPlan,
 	// The kept replicas were emptied: they are caught up when they have
 	// applied what the primary had when it took over.
 	op.step(3, StepRunning, "")
-	target := n.r().CommitIndex()
+	target := n.applied.Load()
 	if n.ID() != plan.PrimaryID {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := n.peers.Status(sctx, primary.Address)

@@ -16,19 +16,46 @@ import (
 	"conclave/views"
 )
 
+// clusterData is what the cluster view shows that is the same for every
+// viewer, read at most once a second (viewCache).
+type clusterData struct {
+	members    []cluster.MemberStatus
+	operations []store.Operation
+	subjects   map[string]string // operation ID → the member it is about
+	// primaryChange is the last ClusterPrimaryChanged event, if any.
+	primaryChange *store.Event
+	links         []cluster.LinkStatus
+	linksErr      error
+	thresholds    cluster.LinkThresholds
+}
+
+func (h *Handlers) loadClusterData(ctx context.Context) (clusterData, error) {
+	var d clusterData
+	var err error
+	if d.members, err = h.Node.MemberStatuses(ctx); err != nil {
+		return d, err
+	}
+	if d.operations, err = h.Store.RecentOperations(ctx, 10); err != nil {
+		return d, err
+	}
+	d.subjects = h.operationSubjects(ctx, d.operations)
+	if evs, err := h.Store.Events(ctx, store.EventFilter{Type: "ClusterPrimaryChanged", Limit: 1}); err == nil && len(evs) > 0 {
+		d.primaryChange = &evs[0]
+	}
+	d.links, d.linksErr = h.Node.Links(ctx)
+	d.thresholds = h.linkThresholds(ctx)
+	return d, nil
+}
+
 // ClusterPage is the cluster view.
 func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ms, err := h.Node.MemberStatuses(ctx)
+	data, err := h.clusterViews.get(ctx, "", h.loadClusterData)
 	if err != nil {
 		h.renderError(w, r, err)
 		return
 	}
-	ops, err := h.Store.RecentOperations(ctx, 10)
-	if err != nil {
-		h.renderError(w, r, err)
-		return
-	}
+	ms, ops := data.members, data.operations
 	now := time.Now()
 	p := views.ClusterPage{Page: h.page(r, "Cluster", "cluster")}
 	isAdmin := p.User != nil && p.User.IsAdmin
@@ -38,8 +65,8 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	p.Mode = modeBanner(mode, h.Node.Name(), isAdmin)
 	p.AddReplica = h.addReplicaAction(ms, mode, isAdmin, p.Banner)
-	if evs, err := h.Store.Events(ctx, store.EventFilter{Type: "ClusterPrimaryChanged", Limit: 1}); err == nil && len(evs) > 0 && isPrimary(ms, evs[0].Details["primary"]) {
-		p.PrimaryChange, p.PrimarySince = primaryChange(evs[0]), evs[0].At
+	if ev := data.primaryChange; ev != nil && isPrimary(ms, ev.Details["primary"]) {
+		p.PrimaryChange, p.PrimarySince = primaryChange(*ev), ev.At
 	}
 	if st := h.Node.SelfState(); isAdmin && (st == cluster.StateReplicaNoQuorum || st == cluster.StatePrimaryNoQuorum) {
 		p.Reset = views.Action{Show: true}
@@ -79,12 +106,15 @@ func (h *Handlers) ClusterPage(w http.ResponseWriter, r *http.Request) {
 		// (An appliance in a mode of its own has its banner instead.)
 		p.Tolerance = toleranceSentence(voters, onlineVoters(ms))
 	}
-	subjects := h.operationSubjects(ctx, ops)
 	for _, op := range ops {
-		p.Operations = append(p.Operations, operationRow(op, subjects[op.ID]))
+		p.Operations = append(p.Operations, operationRow(op, data.subjects[op.ID]))
 	}
 	p.Diagram = diagram(p.Members)
-	h.labelLinks(ctx, &p.Diagram, p.Members) // link latency (network.go)
+	if data.linksErr != nil {
+		h.Log.Warn("links for the cluster view", "err", data.linksErr)
+	} else {
+		labelLinks(&p.Diagram, p.Members, data.links, data.thresholds) // link latency (network.go)
+	}
 	render(w, r, http.StatusOK, views.ClusterView(p))
 }
 

@@ -56,10 +56,24 @@ type Deps struct {
 // Handlers serves the console and the API.
 type Handlers struct {
 	Deps
+	// What the busiest pages read, shared between viewers (viewcache.go).
+	clusterViews *viewCache[clusterData]
+	networkViews *viewCache[networkData]
+	chrome       *viewCache[pageChrome]
 }
 
+// viewMaxAge is how old the shared data of a page may be: member states
+// and link round trips change once a second.
+const viewMaxAge = time.Second
+
 // New returns the handlers.
-func New(d Deps) *Handlers { return &Handlers{Deps: d} }
+func New(d Deps) *Handlers {
+	return &Handlers{Deps: d,
+		clusterViews: newViewCache[clusterData](viewMaxAge, d.Node.AppliedIndex),
+		networkViews: newViewCache[networkData](viewMaxAge, d.Node.AppliedIndex),
+		chrome:       newViewCache[pageChrome](viewMaxAge, d.Node.AppliedIndex),
+	}
+}
 
 // Limits on request bodies.
 const (

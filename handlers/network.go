@@ -154,8 +154,22 @@ func (h *Handlers) renderNetwork(w http.ResponseWriter, r *http.Request, status 
 	render(w, r, status, views.NetworkView(p))
 }
 
+// networkData is the Network page but for its frame: the same for every
+// viewer, built at most once a second per range (viewCache). Its charts
+// need the link history of every member.
+type networkData = views.NetworkPage
+
 func (h *Handlers) networkPage(ctx context.Context, r *http.Request, rng string) (views.NetworkPage, error) {
-	p := views.NetworkPage{Page: h.page(r, "Network", "network"), Range: rng, Now: time.Now()}
+	p, err := h.networkViews.get(ctx, rng, func(ctx context.Context) (networkData, error) { return h.loadNetwork(ctx, rng) })
+	if err != nil {
+		return p, err
+	}
+	p.Page = h.page(r, "Network", "network")
+	return p, nil
+}
+
+func (h *Handlers) loadNetwork(ctx context.Context, rng string) (networkData, error) {
+	p := views.NetworkPage{Range: rng, Now: time.Now()}
 	members, err := h.Store.Members(ctx)
 	if err != nil {
 		return p, err
@@ -187,7 +201,11 @@ func (h *Handlers) networkPage(ctx context.Context, r *http.Request, rng string)
 		p.Rows = append(p.Rows, row)
 	}
 	p.Tone, p.Headline, p.Summary = networkHeadline(len(members), counts, t)
-	p.Charts = h.linkCharts(ctx, members, rng, t)
+	var charts strings.Builder
+	if err := views.LinkCharts(h.linkCharts(ctx, members, rng, t), rng).Render(ctx, &charts); err != nil {
+		return p, fmt.Errorf("render the link charts: %w", err)
+	}
+	p.ChartsHTML = charts.String()
 	return p, nil
 }
 
@@ -530,12 +548,7 @@ func boolInt(b bool) int {
 // coloured by the thresholds. diagram places the members primary first
 // and adds a connector per pair in that order; the same order finds each
 // connector's members here.
-func (h *Handlers) labelLinks(ctx context.Context, d *views.Diagram, ms []views.MemberRow) {
-	links, err := h.Node.Links(ctx)
-	if err != nil {
-		h.Log.Warn("links for the cluster view", "err", err)
-		return
-	}
+func labelLinks(d *views.Diagram, ms []views.MemberRow, links []cluster.LinkStatus, t cluster.LinkThresholds) {
 	var order []string
 	for _, primary := range []bool{true, false} {
 		for _, m := range ms {
@@ -544,7 +557,6 @@ func (h *Handlers) labelLinks(ctx context.Context, d *views.Diagram, ms []views.
 			}
 		}
 	}
-	t := h.linkThresholds(ctx)
 	idx := indexLinks(links)
 	now := time.Now()
 	k := 0

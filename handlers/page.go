@@ -12,17 +12,31 @@ import (
 )
 
 // page builds what every console page shows around its content.
+// pageChrome is what every page's frame shows from the replicated state:
+// the cluster's name and the banner of a running operation.
+type pageChrome struct {
+	clusterName string
+	banner      *views.Banner
+}
+
+func (h *Handlers) loadChrome(ctx context.Context) (pageChrome, error) {
+	c := pageChrome{clusterName: "Conclave"}
+	if settings, err := cluster.LoadSettings(ctx, h.Store); err != nil {
+		h.Log.Warn("load settings", "err", err)
+	} else {
+		c.clusterName = settings.ClusterName
+	}
+	c.banner = h.banner(ctx)
+	return c, nil
+}
+
 func (h *Handlers) page(r *http.Request, title, nav string) views.Page {
 	ctx := r.Context()
-	settings, err := cluster.LoadSettings(ctx, h.Store)
-	if err != nil {
-		h.Log.Warn("load settings", "err", err)
-		settings.ClusterName = "Conclave"
-	}
+	chrome, _ := h.chrome.get(ctx, "", h.loadChrome)
 	state := h.Node.SelfState()
 	p := views.Page{
 		Title:       title,
-		ClusterName: settings.ClusterName,
+		ClusterName: chrome.clusterName,
 		Nav:         nav,
 		Version:     h.Version,
 		Self: views.SelfBadge{
@@ -35,7 +49,10 @@ func (h *Handlers) page(r *http.Request, title, nav string) views.Page {
 	if pr, ok := principal(r); ok {
 		p.User = &views.UserBadge{Username: pr.Username, Role: pr.Role, IsAdmin: pr.IsAdmin(),
 			CanRequest: workflow.CanRequest(pr.Role), CanApprove: workflow.CanApprove(pr.Role)}
-		p.Banner = h.banner(ctx)
+		if chrome.banner != nil {
+			b := *chrome.banner
+			p.Banner = &b
+		}
 	}
 	if m := h.Node.Mode(); m.State == cluster.StateIsolated {
 		p.Offline = &views.OfflineBannerModel{Member: h.Node.Name(), Since: m.Since, Resuming: m.Resuming}

@@ -16,7 +16,9 @@ type NetworkPage struct {
 	Rows       []LinkRow
 	Thresholds LinkLegend
 	Range      string // hour or day
-	Charts     []LinkChart
+	// ChartsHTML is LinkCharts of the charts: the same for every viewer,
+	// so rendered once when the data is read, not for every page view.
+	ChartsHTML string
 	Test       *LinkTestView
 	FormError  string
 	Now        time.Time

@@ -84,6 +84,12 @@ func (s *Store) ApplyOffline(ctx context.Context, cmdID string, fn func(*Tx) err
 		return fmt.Errorf("apply offline: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	// Offline commands come from many requests at once, and each event
+	// takes the next place in the audit chain: one at a time, as raft's
+	// applier does it online.
+	if _, err := tx.Exec(ctx, `select applied_index from fsm_state for update`); err != nil {
+		return fmt.Errorf("apply offline: %w", err)
+	}
 	conn := &txConn{Tx: tx}
 	if ferr := fn(&Tx{tx: conn}); ferr != nil {
 		var rej *Rejection

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -297,9 +298,13 @@ func TestOfflineWorkflowAutomatic(t *testing.T) {
 
 	c.cutGamma(t)
 	waitState(t, gamma, "Isolated")
+	var raw json.RawMessage
+	if status := gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.quickAccount, "reason": "INC-9 offline"}, &raw); status != http.StatusCreated {
+		t.Fatalf("request offline: status %d: %s", status, raw)
+	}
 	var req accessRequest
-	if status := gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.quickAccount, "reason": "INC-9 offline"}, &req); status != http.StatusCreated {
-		t.Fatalf("request offline: status %d", status)
+	if err := json.Unmarshal(raw, &req); err != nil {
+		t.Fatal(err)
 	}
 	c.healGamma()
 	waitState(t, gamma, "ReplicaWithQuorum")

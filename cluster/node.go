@@ -260,6 +260,13 @@ func (n *Node) raftConfig() *raft.Config {
 	// Up to 256 entries an AppendEntries and a disk write (raft's default
 	// is 64): under load, fewer and larger log writes and FSM batches.
 	rc.MaxAppendEntries = 256
+	// A raft snapshot is a dump of the whole database (all accounts), and
+	// raft's default takes one every 8,192 entries: with 1,000,000 accounts
+	// under load, a dump every few seconds on every member. The database
+	// keeps the state anyway, so snapshot eight times less often; the log
+	// holds up to 64 Ki entries more (tens of MB), and a member that was
+	// away catches up from it rather than from a snapshot.
+	rc.SnapshotThreshold = 65536
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log}})
 	rc.NotifyCh = n.leaderCh
 	// The FSM's state lives in PostgreSQL and survives restarts.

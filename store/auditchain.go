@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +48,36 @@ func EventHash(prev string, seq int64, e Event) string {
 }
 
 const lastChainLinkSQL = `select seq, hash from events where seq > 0 order by seq desc limit 1`
+
+// chainHead is the audit chain's last link as the last fast-path batch
+// (applyFast) left it, so that the next batch need not read it: the
+// statement costs more than the rest of a small batch's reads, and a plan
+// made while the events table was small (a seq scan) stays with the
+// connection. Every other writer of events forgets it first (forgetChainHead),
+// and a batch takes it (takeChainHead) so a failed batch leaves it unknown.
+// A head that is wrong all the same would be behind, never ahead (only
+// the fast path moves it forward): its next event would take a place that
+// exists, which events_seq refuses, and the batch runs down the exact path.
+type chainHead struct {
+	mu   sync.Mutex
+	link *chainLink // nil: unknown, read it from the database
+}
+
+func (s *Store) takeChainHead() *chainLink {
+	s.chain.mu.Lock()
+	defer s.chain.mu.Unlock()
+	l := s.chain.link
+	s.chain.link = nil
+	return l
+}
+
+func (s *Store) keepChainHead(l chainLink) {
+	s.chain.mu.Lock()
+	s.chain.link = &l
+	s.chain.mu.Unlock()
+}
+
+func (s *Store) forgetChainHead() { s.takeChainHead() }
 
 // nextChainLink is the place and the previous hash for the next event.
 func (t *Tx) nextChainLink(ctx context.Context) (seq int64, prev string, err error) {

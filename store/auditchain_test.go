@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -147,4 +148,87 @@ func TestConcurrentOfflineEventsKeepTheChain(t *testing.T) {
 	if err != nil || !check.Intact() || check.Checked != 5+writers*each {
 		t.Fatalf("chain after concurrent offline events: %+v %v", check, err)
 	}
+}
+
+// The fast path keeps the audit chain's head between batches; every other
+// writer of events makes it read the head again: the exact path, offline
+// commands, and putting back the offline base (which removes the offline
+// events, so the head moves back). After each, the chain holds with no
+// gap.
+func TestChainHeadAcrossWriters(t *testing.T) {
+	ctx := context.Background()
+	st, _ := chainFixture(t) // events 1-5
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	event := func(id string) func(*store.Tx) error {
+		return func(tx *store.Tx) error {
+			return tx.InsertEvent(ctx, store.Event{ID: id, Type: "UserCreated", Actor: "admin", MemberID: "m1", At: at})
+		}
+	}
+	intact := func(step string, want int) {
+		t.Helper()
+		check, err := st.VerifyEventChain(ctx)
+		if err != nil || !check.Intact() || check.Checked != want {
+			t.Fatalf("after %s: %+v %v; want %d events, intact", step, check, err, want)
+		}
+	}
+	apply := func(index uint64, fn func(*store.Tx) error) {
+		t.Helper()
+		if outcome, _, err := st.Apply(ctx, index, 1, fn); err != nil || outcome != nil {
+			t.Fatalf("apply %d: %v %v", index, outcome, err)
+		}
+	}
+	apply(7, event("ev-7"))
+	apply(8, event("ev-8"))
+	intact("two fast batches", 7)
+	snap, err := st.BeginSnapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at8 bytes.Buffer
+	if err := snap.WriteTo(ctx, &at8); err != nil {
+		t.Fatal(err)
+	}
+	snap.Close(ctx)
+
+	// A batch with an entry refused after it wrote: the exact path.
+	res, err := st.ApplyBatch(ctx, []store.Entry{
+		{Index: 9, Term: 1, Fn: func(tx *store.Tx) error {
+			if err := event("ev-refused")(tx); err != nil {
+				return err
+			}
+			return store.Reject("", "refused after writing")
+		}},
+		{Index: 10, Term: 1, Fn: event("ev-10")},
+	})
+	if err != nil || res[0].Outcome == nil || res[1].Outcome != nil {
+		t.Fatalf("exact batch: %+v %v", res, err)
+	}
+	intact("the exact path", 8)
+	apply(11, event("ev-11"))
+	intact("a fast batch after the exact path", 9)
+
+	// Offline (raft does not apply meanwhile): an event takes the next
+	// place, and goes when the base is put back; the next fast batch takes
+	// that place again.
+	if err := st.SaveOfflineBase(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ApplyOffline(ctx, "off-1", event("off-1")); err != nil {
+		t.Fatal(err)
+	}
+	intact("an offline event", 10)
+	if _, err := st.RestoreOfflineBase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	intact("the offline base put back", 9)
+	apply(12, event("ev-12"))
+	intact("a fast batch after the offline base", 10)
+
+	// A raft snapshot restored: the head moves back to where it was.
+	if _, err := st.RestoreSnapshot(ctx, &at8); err != nil {
+		t.Fatal(err)
+	}
+	intact("a snapshot restored", 7)
+	apply(13, event("ev-13"))
+	intact("a fast batch after the snapshot", 8)
 }

@@ -170,15 +170,19 @@ func (s *Store) applyFast(ctx context.Context, entries []Entry, prepare func(*Tx
 	conn.queueRead(`select applied_index from fsm_state for update`, func(br pgx.BatchResults) error {
 		return br.QueryRow().Scan(&applied)
 	})
-	conn.queueRead(lastChainLinkSQL, func(br pgx.BatchResults) error {
-		var l chainLink
-		err := br.QueryRow().Scan(&l.seq, &l.hash)
-		if errors.Is(err, pgx.ErrNoRows) {
-			l, err = chainLink{}, nil
-		}
-		conn.chain = &l
-		return err
-	})
+	if known := s.takeChainHead(); known != nil {
+		conn.chain = known
+	} else {
+		conn.queueRead(lastChainLinkSQL, func(br pgx.BatchResults) error {
+			var l chainLink
+			err := br.QueryRow().Scan(&l.seq, &l.hash)
+			if errors.Is(err, pgx.ErrNoRows) {
+				l, err = chainLink{}, nil
+			}
+			conn.chain = &l
+			return err
+		})
+	}
 	if prepare != nil {
 		if err := prepare(&Tx{tx: conn, Index: first.Index}); err != nil {
 			return nil, true, nil
@@ -218,6 +222,9 @@ func (s *Store) applyFast(ctx context.Context, entries []Entry, prepare func(*Tx
 	if err := conn.flush(ctx); err != nil {
 		return nil, true, nil
 	}
+	if conn.chain != nil {
+		s.keepChainHead(*conn.chain)
+	}
 	if conn.keysChanged {
 		s.keysChanged()
 	}
@@ -227,6 +234,10 @@ func (s *Store) applyFast(ctx context.Context, entries []Entry, prepare func(*Tx
 // applyExact applies the batch in a pgx transaction with a savepoint per
 // entry: a refused entry is undone alone, whatever it wrote.
 func (s *Store) applyExact(ctx context.Context, entries []Entry) ([]EntryResult, error) {
+	// Events written here move the audit chain apart from the fast
+	// path, which must read its head again (chainHead).
+	s.forgetChainHead()
+	defer s.forgetChainHead()
 	results := make([]EntryResult, len(entries))
 	first, last := entries[0], entries[len(entries)-1]
 	tx, err := s.pool.Begin(ctx)
@@ -463,6 +474,10 @@ func (snap *Snapshot) Close(ctx context.Context) { snap.tx.Rollback(ctx) }
 // TruncateReplicated empties every replicated table and the applied index,
 // in one transaction: the member will be filled again from a primary.
 func (s *Store) TruncateReplicated(ctx context.Context) error {
+	// Events written here move the audit chain apart from the fast
+	// path, which must read its head again (chainHead).
+	s.forgetChainHead()
+	defer s.forgetChainHead()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("truncate: %w", err)
@@ -485,6 +500,10 @@ func (s *Store) TruncateReplicated(ctx context.Context) error {
 // and sets the applied index, in one transaction: a failure leaves the
 // database as it was.
 func (s *Store) RestoreSnapshot(ctx context.Context, r io.Reader) (index uint64, err error) {
+	// Events written here move the audit chain apart from the fast
+	// path, which must read its head again (chainHead).
+	s.forgetChainHead()
+	defer s.forgetChainHead()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("restore: %w", err)

@@ -28,6 +28,7 @@ type Store struct {
 	// PrefetchMisses.
 	applyFallbacks, prefetchMisses atomic.Int64
 	keys                           keyCache
+	chain                          chainHead
 }
 
 // Open connects to the database at url and checks that it answers.

@@ -71,7 +71,7 @@ test-go:
 	$(GO) test -count=1 -timeout 45m -artifacts -outputdir=$(ARTIFACTS) ./...
 
 # The benchmarks of bench/ against their targets (enroll, replication,
-# failover, console and memory): about 10 minutes on 2 cores. Writes the
+# failover, console and memory): about 8 minutes on 2 cores. Writes the
 # table to bin/bench/results.md (copy it into README.md's Benchmarks
 # section). BENCH_FLAGS passes -runs N, -rows N; BENCH=Enroll runs one.
 BENCH ?= .

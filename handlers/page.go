@@ -11,7 +11,6 @@ import (
 	"conclave/workflow"
 )
 
-// page builds what every console page shows around its content.
 // pageChrome is what every page's frame shows from the replicated state:
 // the cluster's name and the banner of a running operation.
 type pageChrome struct {
@@ -30,6 +29,7 @@ func (h *Handlers) loadChrome(ctx context.Context) (pageChrome, error) {
 	return c, nil
 }
 
+// page builds what every console page shows around its content.
 func (h *Handlers) page(r *http.Request, title, nav string) views.Page {
 	ctx := r.Context()
 	chrome, _ := h.chrome.get(ctx, "", h.loadChrome)

@@ -221,23 +221,18 @@ func (s *Server) ensureDatabase(ctx context.Context) error {
 }
 
 // Stop shuts the server down, letting running statements finish quickly.
-func (s *Server) Stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := s.run(ctx, "pg_ctl", "stop", "-w", "-D", s.dir, "-m", "fast", "-s"); err != nil {
-		return fmt.Errorf("stop postgres in %s: %w", s.dir, err)
-	}
-	return nil
-}
+func (s *Server) Stop() error { return s.stop("fast", "stop") }
 
 // Crash stops the server the way a power cut would, as far as its own
 // memory goes: no checkpoint, and what it had not written of its log is
 // lost (tests).
-func (s *Server) Crash() error {
+func (s *Server) Crash() error { return s.stop("immediate", "crash") }
+
+func (s *Server) stop(mode, verb string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := s.run(ctx, "pg_ctl", "stop", "-w", "-D", s.dir, "-m", "immediate", "-s"); err != nil {
-		return fmt.Errorf("crash postgres in %s: %w", s.dir, err)
+	if err := s.run(ctx, "pg_ctl", "stop", "-w", "-D", s.dir, "-m", mode, "-s"); err != nil {
+		return fmt.Errorf("%s postgres in %s: %w", verb, s.dir, err)
 	}
 	return nil
 }

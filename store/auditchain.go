@@ -53,8 +53,10 @@ const lastChainLinkSQL = `select seq, hash from events where seq > 0 order by se
 // (applyFast) left it, so that the next batch need not read it: the
 // statement costs more than the rest of a small batch's reads, and a plan
 // made while the events table was small (a seq scan) stays with the
-// connection. Every other writer of events forgets it first (forgetChainHead),
-// and a batch takes it (takeChainHead) so a failed batch leaves it unknown.
+// connection. Every other writer of events forgets it when it is done
+// (forgetChainHead; the FSM's lock or a stopped raft keeps them from
+// running beside a batch), and a batch takes it (takeChainHead) so that a
+// failed batch leaves it unknown.
 // A head that is wrong all the same would be behind, never ahead (only
 // the fast path moves it forward): its next event would take a place that
 // exists, which events_seq refuses, and the batch runs down the exact path.

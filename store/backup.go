@@ -26,10 +26,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 // the appliance starts a raft log of its own. On any error the database is
 // as it was.
 func (s *Store) RestoreBackup(ctx context.Context, r io.Reader, want map[string]TableChecksum) error {
-	// Events written here move the audit chain apart from the fast
-	// path, which must read its head again (chainHead).
-	s.forgetChainHead()
-	defer s.forgetChainHead()
+	defer s.forgetChainHead() // it writes events apart from the fast path
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("restore backup: %w", err)

@@ -133,8 +133,7 @@ func (t *Tx) EndCheckout(ctx context.Context, e CheckoutEnd) error {
 	}
 	fail := func(err error) error { return fmt.Errorf("end check-out of request %s: %w", e.RequestID, err) }
 	t.tx.checkoutEnded(e)
-	if h := t.tx.hot; h != nil {
-		t.tx.writes++
+	if h := t.tx.hotWrite(); h != nil {
 		h.endRequest(requestEnd{id: e.RequestID, state: e.State, by: e.By, at: e.At, passwordChanged: e.NewSecret != ""})
 		if e.NewSecret != "" {
 			h.setSecret(accountSecret{id: e.AccountID, secret: e.NewSecret, at: e.At})

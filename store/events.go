@@ -59,8 +59,7 @@ func (t *Tx) queueEvent(ctx context.Context, args []any, seq int64, hash string)
 		return err
 	}
 	t.tx.chain = &chainLink{seq: seq, hash: hash}
-	t.tx.writes++
-	t.tx.hot.event(args)
+	t.tx.hotWrite().event(args)
 	return nil
 }
 

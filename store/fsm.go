@@ -234,10 +234,7 @@ func (s *Store) applyFast(ctx context.Context, entries []Entry, prepare func(*Tx
 // applyExact applies the batch in a pgx transaction with a savepoint per
 // entry: a refused entry is undone alone, whatever it wrote.
 func (s *Store) applyExact(ctx context.Context, entries []Entry) ([]EntryResult, error) {
-	// Events written here move the audit chain apart from the fast
-	// path, which must read its head again (chainHead).
-	s.forgetChainHead()
-	defer s.forgetChainHead()
+	defer s.forgetChainHead() // it writes events apart from the fast path
 	results := make([]EntryResult, len(entries))
 	first, last := entries[0], entries[len(entries)-1]
 	tx, err := s.pool.Begin(ctx)
@@ -474,10 +471,7 @@ func (snap *Snapshot) Close(ctx context.Context) { snap.tx.Rollback(ctx) }
 // TruncateReplicated empties every replicated table and the applied index,
 // in one transaction: the member will be filled again from a primary.
 func (s *Store) TruncateReplicated(ctx context.Context) error {
-	// Events written here move the audit chain apart from the fast
-	// path, which must read its head again (chainHead).
-	s.forgetChainHead()
-	defer s.forgetChainHead()
+	defer s.forgetChainHead() // it writes events apart from the fast path
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("truncate: %w", err)
@@ -500,10 +494,7 @@ func (s *Store) TruncateReplicated(ctx context.Context) error {
 // and sets the applied index, in one transaction: a failure leaves the
 // database as it was.
 func (s *Store) RestoreSnapshot(ctx context.Context, r io.Reader) (index uint64, err error) {
-	// Events written here move the audit chain apart from the fast
-	// path, which must read its head again (chainHead).
-	s.forgetChainHead()
-	defer s.forgetChainHead()
+	defer s.forgetChainHead() // it writes events apart from the fast path
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("restore: %w", err)

@@ -49,10 +49,7 @@ func (s *Store) SaveOfflineBase(ctx context.Context, since time.Time) error {
 // transaction. It does nothing when there is nothing to put back, so it
 // may run again after a crash. Raft must not be applying while it runs.
 func (s *Store) RestoreOfflineBase(ctx context.Context) (bool, error) {
-	// Events written here move the audit chain apart from the fast
-	// path, which must read its head again (chainHead).
-	s.forgetChainHead()
-	defer s.forgetChainHead()
+	defer s.forgetChainHead() // it writes events apart from the fast path
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("restore offline base: %w", err)
@@ -83,10 +80,7 @@ func (s *Store) RestoreOfflineBase(ctx context.Context) (bool, error) {
 // recorded (id cmdID, or cmdID-N) into the offline spool, in one
 // transaction. A *Rejection from fn is returned and nothing is written.
 func (s *Store) ApplyOffline(ctx context.Context, cmdID string, fn func(*Tx) error) error {
-	// Events written here move the audit chain apart from the fast
-	// path, which must read its head again (chainHead).
-	s.forgetChainHead()
-	defer s.forgetChainHead()
+	defer s.forgetChainHead() // it writes events apart from the fast path
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("apply offline: %w", err)

@@ -34,6 +34,15 @@ type fetched[T any] struct {
 	err error // nil or ErrNotFound
 }
 
+// fileNotFound files the ids that m did not get as not found.
+func fileNotFound[T any](m map[string]fetched[T], ids []string) {
+	for _, id := range ids {
+		if _, ok := m[id]; !ok {
+			m[id] = fetched[T]{err: ErrNotFound}
+		}
+	}
+}
+
 // CheckoutKey names what a new access request reads (User, Account) or a
 // check-in reads (User, Request).
 type CheckoutKey struct {
@@ -172,21 +181,9 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 	}
 	// What was asked for and is not there is not found; a pair with no
 	// open request has none.
-	for _, id := range userIDs {
-		if _, ok := p.users[id]; !ok {
-			p.users[id] = fetched[User]{err: ErrNotFound}
-		}
-	}
-	for _, id := range accountIDs {
-		if _, ok := p.accounts[id]; !ok {
-			p.accounts[id] = fetched[Account]{err: ErrNotFound}
-		}
-	}
-	for _, id := range requestIDs {
-		if _, ok := p.requests[id]; !ok {
-			p.requests[id] = fetched[AccessRequest]{err: ErrNotFound}
-		}
-	}
+	fileNotFound(p.users, userIDs)
+	fileNotFound(p.accounts, accountIDs)
+	fileNotFound(p.requests, requestIDs)
 	for _, key := range pairs {
 		if _, ok := p.open[key]; !ok {
 			p.open[key] = ""

@@ -93,6 +93,15 @@ func (c *txConn) withPending(b *pgx.Batch) (*pgx.Batch, []pendingQuery) {
 	return out, pending
 }
 
+// hotWrite returns the batch's set-wise writes, counting one write, or nil
+// off the fast path (the caller then writes at once).
+func (c *txConn) hotWrite() *hotWrites {
+	if c.hot != nil {
+		c.writes++
+	}
+	return c.hot
+}
+
 func (c *txConn) hasPending() bool {
 	return len(c.pending) > 0 || (c.hot != nil && !c.hot.empty())
 }

@@ -577,9 +577,8 @@ func (s *Store) DueExpiries(ctx context.Context, now time.Time, limit int) ([]Ac
 // account is refused by the database (unique index on Available requests).
 func (t *Tx) InsertRequest(ctx context.Context, r AccessRequest) error {
 	t.tx.requestInserted(r)
-	if h := t.tx.hot; h != nil {
+	if h := t.tx.hotWrite(); h != nil {
 		// Written with the batch's other new requests (txConn).
-		t.tx.writes++
 		h.insertRequest(r)
 		return nil
 	}

@@ -52,6 +52,22 @@ func batchSecrets(t *testing.T, keys keyring.Keys) map[string]string {
 	return out
 }
 
+// batchCommands returns a maker of commands with IDs in sequence, the Nth
+// at batchAt + N·(1 s + extra).
+func batchCommands(t *testing.T, extra time.Duration) func(typ, actor string, data any) cluster.Command {
+	seq := 0
+	return func(typ, actor string, data any) cluster.Command {
+		seq++
+		cmd, err := cluster.Encode(typ, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.ID = fmt.Sprintf("00000000-0000-4000-8000-%012d", seq)
+		cmd.At, cmd.Member, cmd.Actor = batchAt.Add(time.Duration(seq)*(time.Second+extra)), "member-1", actor
+		return cmd
+	}
+}
+
 func newBatchFixture(t *testing.T, keys keyring.Keys, secrets map[string]string) *batchFixture {
 	t.Helper()
 	ctx := context.Background()
@@ -132,17 +148,7 @@ func TestBatchAppliesLikeOneAtATime(t *testing.T) {
 	secrets := batchSecrets(t, keys)
 	batched, single := newBatchFixture(t, keys, secrets), newBatchFixture(t, keys, secrets)
 
-	seq := 0
-	command := func(typ, actor string, data any) cluster.Command {
-		seq++
-		cmd, err := cluster.Encode(typ, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.ID = fmt.Sprintf("00000000-0000-4000-8000-%012d", seq)
-		cmd.At, cmd.Member, cmd.Actor = batchAt.Add(time.Duration(seq)*time.Second), "member-1", actor
-		return cmd
-	}
+	command := batchCommands(t, 0)
 	request := func(who, account string) (cluster.Command, string) {
 		id := uuid.NewString()
 		return command(workflow.CmdCreateRequest, who, workflow.CreateRequest{RequestID: id, AccountID: account, RequesterID: batchUsers[who], Reason: "batch"}), id
@@ -297,17 +303,7 @@ func TestBatchKeepsThePrefetchCurrent(t *testing.T) {
 	}
 	secrets := batchSecrets(t, keys)
 	batched, single := newBatchFixture(t, keys, secrets), newBatchFixture(t, keys, secrets)
-	seq := 0
-	command := func(typ, actor string, data any) cluster.Command {
-		seq++
-		cmd, err := cluster.Encode(typ, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.ID = fmt.Sprintf("00000000-0000-4000-8000-%012d", seq)
-		cmd.At, cmd.Member, cmd.Actor = batchAt.Add(time.Duration(seq)*time.Second+time.Duration(seq)*123456789), "member-1", actor
-		return cmd
-	}
+	command := batchCommands(t, 123456789*time.Nanosecond)
 	request := func(who, account string) (cluster.Command, string) {
 		id := uuid.NewString()
 		return command(workflow.CmdCreateRequest, who, workflow.CreateRequest{RequestID: id, AccountID: account, RequesterID: batchUsers[who], Reason: "batch"}), id

@@ -143,6 +143,15 @@ func (n *Node) createBackup(ctx context.Context, actor, passphrase string, sched
 		return BackupFile{}, backup.ErrShortPassphrase
 	}
 	bf, err := n.writeBackupFile(ctx, actor, passphrase, kind)
+	if scheduled {
+		// The health check says what the last scheduled backup did as
+		// soon as its event is in the log, not some time after.
+		if err != nil {
+			n.BackupSettings().setFailure(err.Error(), time.Now())
+		} else {
+			n.BackupSettings().setFailure("", time.Time{})
+		}
+	}
 	if err != nil {
 		details := map[string]string{"error": err.Error(), "directory": n.BackupSettings().Dir, "kind": kind}
 		if rerr := n.RecordEvent(context.WithoutCancel(ctx), actor, EventSpec{Type: "BackupFailed", Details: details}); rerr != nil {
@@ -270,10 +279,8 @@ func (n *Node) scheduledBackup() {
 	bf, err := n.createBackup(ctx, "system", b.Passphrase, true)
 	if err != nil {
 		n.log.Error("scheduled backup failed", "err", err)
-		b.setFailure(err.Error(), time.Now())
 		return
 	}
-	b.setFailure("", time.Time{})
 	n.log.Info("scheduled backup", "file", bf.Name, "bytes", bf.Size)
 	if err := n.pruneBackups(); err != nil {
 		n.log.Warn("remove old backups", "err", err)

@@ -262,6 +262,21 @@ func TestOfflineWorkflowIsolateAndResume(t *testing.T) {
 	}
 }
 
+// waitServingOffline waits until app takes access requests in Offline
+// Workflow: it says Isolated from the moment it starts isolating, and
+// serves once raft has stopped and the base copy is taken.
+func waitServingOffline(t *testing.T, app *testapp.App) {
+	t.Helper()
+	waitState(t, app, "Isolated")
+	deadline := time.Now().Add(30 * time.Second)
+	for !app.Node.Isolated() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not serve in Offline Workflow after 30 s", app.Cfg.Name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // withOfflineThreshold sets the developer threshold of the automatic modes.
 func withOfflineThreshold(d time.Duration) testapp.Option {
 	return func(c *web.Config) { c.OfflineThreshold = d }
@@ -297,7 +312,7 @@ func TestOfflineWorkflowAutomatic(t *testing.T) {
 	rita := gamma.Token(t, "rita", secPassword)
 
 	c.cutGamma(t)
-	waitState(t, gamma, "Isolated")
+	waitServingOffline(t, gamma)
 	var raw json.RawMessage
 	if status := gamma.JSON(t, rita, http.MethodPost, "/api/v1/access-requests", map[string]string{"accountId": c.quickAccount, "reason": "INC-9 offline"}, &raw); status != http.StatusCreated {
 		t.Fatalf("request offline: status %d: %s", status, raw)

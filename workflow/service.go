@@ -57,6 +57,9 @@ func (s *Service) RequestsAvailable() (bool, string) {
 		if s.node.Isolated() {
 			return true, ""
 		}
+		if !s.node.Mode().Resuming {
+			return false, fmt.Sprintf("Access requests are not possible on %s for a moment: it is starting Offline Workflow. Try again in a few seconds.", s.node.Name())
+		}
 		return false, fmt.Sprintf("Access requests are not possible on %s for a moment: it is resuming online. Try again once it is a replica again.", s.node.Name())
 	case cluster.StateReplicaNoQuorum, cluster.StatePrimaryNoQuorum:
 		return false, fmt.Sprintf("Access requests are not possible on %s now: it has no contact with a majority of the cluster (%s), "+

@@ -34,7 +34,7 @@ func (t *Tx) RequestInputs(ctx context.Context, userID, accountID string) (Reque
 		return in, nil
 	}
 	var in RequestInputs
-	if !isUUID(accountID) {
+	if !IsUUID(accountID) {
 		in.User, in.UserErr = t.UserByID(ctx, userID)
 		if in.UserErr != nil && !errors.Is(in.UserErr, ErrNotFound) {
 			return in, in.UserErr
@@ -86,7 +86,7 @@ func (t *Tx) CheckinInputs(ctx context.Context, userID, requestID string) (Check
 		return in, nil
 	}
 	var in CheckinInputs
-	if !isUUID(requestID) {
+	if !IsUUID(requestID) {
 		in.User, in.UserErr = t.UserByID(ctx, userID)
 		if in.UserErr != nil && !errors.Is(in.UserErr, ErrNotFound) {
 			return in, in.UserErr

@@ -72,21 +72,21 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 		return true
 	}
 	for _, k := range keys {
-		if !isUUID(k.User) {
+		if !IsUUID(k.User) {
 			continue
 		}
 		if once("u", k.User) {
 			userIDs = append(userIDs, k.User)
 		}
 		switch {
-		case k.Account != "" && isUUID(k.Account):
+		case k.Account != "" && IsUUID(k.Account):
 			if once("a", k.Account) {
 				accountIDs = append(accountIDs, k.Account)
 			}
 			if once("o", k.Account+k.User) {
 				pairs = append(pairs, [2]string{k.Account, k.User})
 			}
-		case k.Request != "" && isUUID(k.Request):
+		case k.Request != "" && IsUUID(k.Request):
 			if once("r", k.Request) {
 				requestIDs = append(requestIDs, k.Request)
 			}
@@ -122,7 +122,7 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 		}))
 	}
 	if len(accountIDs) > 0 {
-		b.Queue(accountSelect+` where a.id = any($1::uuid[]) for update of a`, accountIDs)
+		b.Queue(accountsByIDsSQL, accountIDs)
 		reads = append(reads, each("accounts", func(r pgx.Rows) error {
 			a, err := scanAccount(r)
 			p.accounts[a.ID] = fetched[Account]{v: a}

@@ -39,6 +39,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	cfg.MaxConns = 16
 	cfg.ConnConfig.RuntimeParams["application_name"] = "conclave"
+	// The appliance's working set is in memory: an index probe costs about
+	// what a sequential page costs. With the default (4), the planner scans
+	// every asset rather than look 50 of them up by key.
+	if _, set := cfg.ConnConfig.RuntimeParams["random_page_cost"]; !set {
+		cfg.ConnConfig.RuntimeParams["random_page_cost"] = "1.1"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)

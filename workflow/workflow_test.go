@@ -138,6 +138,26 @@ func TestRequestWithoutApprovalReleaseAndCheckinChangesPassword(t *testing.T) {
 	}
 }
 
+// A request for an account the cluster does not hold is refused on the
+// account field, whether its id is malformed or only unknown (the command
+// checks that, when applied), and records no request.
+func TestRequestOfUnknownAccount(t *testing.T) {
+	f := newFixture(t)
+	f.policy(t, workflow.PolicyInput{Requesters: []string{"rita"}})
+	for _, id := range []string{"not-an-id", "6f1c9a52-3d41-4c7e-9b7a-1f2e3d4c5b6a"} {
+		_, err := f.wf.Request(f.ctx, f.req, id, "patch the database")
+		var rej *store.Rejection
+		if !errors.As(err, &rej) || rej.Field != "accountId" || rej.Message != "no account with this id" {
+			t.Fatalf("request of %s: %v, want a refusal of accountId", id, err)
+		}
+	}
+	for _, state := range []string{store.RequestPending, store.RequestAvailable} {
+		if n, err := f.app.Store.CountRequests(f.ctx, state); err != nil || n != 0 {
+			t.Fatalf("%d requests %s after refusals, want none (%v)", n, state, err)
+		}
+	}
+}
+
 func TestRolesAndApprovals(t *testing.T) {
 	f := newFixture(t)
 	helpdesk := actor(t, f.app, "hugo", cluster.RoleHelpdesk)

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,7 +30,7 @@ func waitAllApplied(ctx context.Context, apps []*testapp.App, index uint64) erro
 }
 
 // checkoutCluster is 3 members holding checkoutAccounts accounts, a policy
-// without approval over the first len(writers)·perWriter of them, and
+// without approval over the first maxWriters·accountsAWriter of them, and
 // requesters who may use it.
 type checkoutCluster struct {
 	apps       []*testapp.App
@@ -36,10 +38,18 @@ type checkoutCluster struct {
 	accountIDs []string // covered by the policy
 }
 
+// checkoutWriters are the numbers of concurrent requesters the sustained
+// rate is measured with. More in flight make bigger batches (one raft
+// round, one transaction on each member for many commands), so the rate
+// grows with them until the machine is saturated; the table shows the
+// best, the details every level.
+var checkoutWriters = []int{64, 256, 512}
+
+func maxWriters() int { return slices.Max(checkoutWriters) }
+
 const (
 	checkoutAccounts = 100_000 // held by the cluster, so that the tables are not toy-sized
-	checkoutWriters  = 64
-	accountsAWriter  = 50 // each writer goes round its own accounts
+	accountsAWriter  = 50      // each writer goes round its own accounts
 	requesterUsers   = 8
 )
 
@@ -57,7 +67,7 @@ func startCheckoutCluster(b *testing.B) *checkoutCluster {
 		primary.AddReplica(b, r)
 		apps = append(apps, r)
 	}
-	c := &checkoutCluster{apps: apps, accountIDs: ids[:checkoutWriters*accountsAWriter]}
+	c := &checkoutCluster{apps: apps, accountIDs: ids[:maxWriters()*accountsAWriter]}
 	for i := 0; i < requesterUsers; i++ {
 		name := fmt.Sprintf("requester-%d", i+1)
 		id := primary.CreateUser(b, name, "requester-password-0123", cluster.RoleRequester)
@@ -155,54 +165,75 @@ func BenchmarkReplication(b *testing.B) {
 		p99 <= 10*time.Millisecond)
 
 	const duration = 5 * time.Second
-	var rates []float64
-	var applyLags []time.Duration
-	for run := 0; run < runs(); run++ {
-		var checkouts atomic.Int64
-		var failed atomic.Value
-		var wg sync.WaitGroup
-		start := time.Now()
-		stop := start.Add(duration)
-		for w := 0; w < checkoutWriters; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				who := c.requesters[w%len(c.requesters)]
-				mine := c.accountIDs[w*accountsAWriter : (w+1)*accountsAWriter]
-				for i := 0; time.Now().Before(stop); i++ {
-					id, err := c.checkout(ctx, who, mine[i%len(mine)])
-					if err != nil {
-						failed.Store(fmt.Errorf("check-out: %w", err))
-						return
-					}
-					checkouts.Add(1)
-					if err := primary.Workflow.Checkin(ctx, who, id); err != nil {
-						failed.Store(fmt.Errorf("check-in: %w", err))
-						return
-					}
-				}
-			}()
+	var levels []string
+	best, bestWriters := 0.0, 0
+	var bestLag time.Duration
+	for _, writers := range checkoutWriters {
+		var rates []float64
+		var applyLags []time.Duration
+		for run := 0; run < runs(); run++ {
+			n, elapsed, lag, err := c.sustain(ctx, writers, duration)
+			if err != nil {
+				b.Fatal(err)
+			}
+			done += n
+			c.checkRequests(b, done, 0)
+			rates = append(rates, float64(n)/elapsed.Seconds())
+			applyLags = append(applyLags, lag)
 		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		if err, _ := failed.Load().(error); err != nil {
-			b.Fatalf("not acknowledged: %v", err)
+		rate := MedianFloat(rates)
+		levels = append(levels, fmt.Sprintf("%d requesters: %.0f/s", writers, rate))
+		if rate > best {
+			best, bestWriters, bestLag = rate, writers, Median(applyLags)
 		}
-		// Committed and applied on the primary; the replicas follow.
-		wctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := waitAllApplied(wctx, apps, primary.Node.AppliedIndex())
-		cancel()
-		if err != nil {
-			b.Fatal(err)
-		}
-		applyLags = append(applyLags, time.Since(start)-elapsed)
-		done += checkouts.Load()
-		c.checkRequests(b, done, 0)
-		rates = append(rates, float64(checkouts.Load())/elapsed.Seconds())
 	}
-	rate := MedianFloat(rates)
-	record(b, "repl-checkouts", runs(), fmt.Sprintf("%.0f check-outs/s", rate),
-		fmt.Sprintf("%d requesters for %s per run, %d requester users, each requester going round its own %d accounts of a policy without approval that changes the password at check-in; each check-out then checked in, so the cluster commits %.0f workflow commands/s; replicas done %s after the last acknowledgement; every check-out and check-in counted on every member; %d accounts in the cluster",
-			checkoutWriters, duration, requesterUsers, accountsAWriter, 2*rate, Ms(Median(applyLags)), checkoutAccounts),
-		rate >= 3000)
+	record(b, "repl-checkouts", runs(), fmt.Sprintf("%.0f check-outs/s", best),
+		fmt.Sprintf("%d concurrent requesters for %s per run (%s), %d requester users, each requester going round its own %d accounts of a policy without approval that changes the password at check-in; each check-out then checked in, so the cluster commits %.0f workflow commands/s; replicas done %s after the last acknowledgement; every check-out and check-in counted on every member; %d accounts in the cluster",
+			bestWriters, duration, strings.Join(levels, ", "), requesterUsers, accountsAWriter, 2*best, Ms(bestLag), checkoutAccounts),
+		best >= 3000)
+}
+
+// sustain runs writers requesters for duration, each checking out and in
+// its own accounts in turn, and returns the check-outs acknowledged, the
+// time taken, and how long after the last acknowledgement the replicas
+// had applied everything.
+func (c *checkoutCluster) sustain(ctx context.Context, writers int, duration time.Duration) (int64, time.Duration, time.Duration, error) {
+	primary := c.apps[0]
+	var checkouts atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	stop := start.Add(duration)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			who := c.requesters[w%len(c.requesters)]
+			mine := c.accountIDs[w*accountsAWriter : (w+1)*accountsAWriter]
+			for i := 0; time.Now().Before(stop); i++ {
+				id, err := c.checkout(ctx, who, mine[i%len(mine)])
+				if err != nil {
+					failed.Store(fmt.Errorf("check-out: %w", err))
+					return
+				}
+				checkouts.Add(1)
+				if err := primary.Workflow.Checkin(ctx, who, id); err != nil {
+					failed.Store(fmt.Errorf("check-in: %w", err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, _ := failed.Load().(error); err != nil {
+		return 0, 0, 0, fmt.Errorf("not acknowledged: %w", err)
+	}
+	// Committed and applied on the primary; the replicas follow.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := waitAllApplied(wctx, c.apps, primary.Node.AppliedIndex()); err != nil {
+		return 0, 0, 0, err
+	}
+	return checkouts.Load(), elapsed, time.Since(start) - elapsed, nil
 }

@@ -361,21 +361,37 @@ func (n *Node) restartRaft(bootstrap, wipe bool) error {
 // restartRaftWith ends this raft life, runs between while no raft runs
 // (so the FSM applies nothing meanwhile), and starts another.
 func (n *Node) restartRaftWith(between func() error, bootstrap, wipe bool) error {
+	return n.replaceRaft(between,
+		func() error { return n.startRaft(bootstrap, wipe) },
+		func() error { return n.startRaft(bootstrap, false) })
+}
+
+// replaceRaft ends this raft life, runs between while no raft runs, and
+// starts the next life with start; if between fails, it starts again on
+// the same log with restore. Once Shutdown began it starts nothing:
+// Shutdown closes the instance it finds, and one started after it would
+// never be closed (its log's file lock would block the next start).
+func (n *Node) replaceRaft(between, start, restore func() error) error {
 	n.instMu.Lock()
 	defer n.instMu.Unlock()
+	select {
+	case <-n.closing:
+		return errors.New("this appliance shuts down")
+	default:
+	}
 	if err := n.inst.Load().close(); err != nil {
 		n.log.Warn("stop raft", "err", err)
 	}
 	if between != nil {
 		if err := between(); err != nil {
 			// Come back as before rather than with no raft at all.
-			if serr := n.startRaft(bootstrap, false); serr != nil {
+			if serr := restore(); serr != nil {
 				n.log.Error("restart raft", "err", serr)
 			}
 			return err
 		}
 	}
-	return n.startRaft(bootstrap, wipe)
+	return start()
 }
 
 func (n *Node) r() *raft.Raft { return n.inst.Load().raft }

@@ -165,29 +165,12 @@ func (n *Node) Isolate(ctx context.Context, actor, reason string) (string, error
 // swapRaft ends this raft life, runs between while no raft runs, and starts
 // a dormant instance (isolated) or raft on its own log again.
 func (n *Node) swapRaft(between func() error, dormant bool) error {
-	n.instMu.Lock()
-	defer n.instMu.Unlock()
-	// Shutdown closes the instance it finds: after it, none may start.
-	select {
-	case <-n.closing:
-		return errors.New("this appliance shuts down")
-	default:
-	}
-	if err := n.inst.Load().close(); err != nil {
-		n.log.Warn("stop raft", "err", err)
-	}
-	if between != nil {
-		if err := between(); err != nil {
-			if serr := n.startRaft(true, false); serr != nil {
-				n.log.Error("restart raft", "err", serr)
-			}
-			return err
-		}
-	}
+	onOwnLog := func() error { return n.startRaft(true, false) }
+	start := onOwnLog
 	if dormant {
-		return n.startDormant()
+		start = n.startDormant
 	}
-	return n.startRaft(true, false)
+	return n.replaceRaft(between, start, onOwnLog)
 }
 
 // startDormant starts a raft instance with an in-memory log and no

@@ -115,7 +115,9 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	if len(where) > 0 {
 		q += " where " + strings.Join(where, " and ")
 	}
-	q += " order by at desc, raft_index desc limit @limit"
+	// seq last: the events of one raft entry share its time and index, and
+	// every member must list them in the same order.
+	q += " order by at desc, raft_index desc, seq desc limit @limit"
 	rows, err := s.pool.Query(ctx, q, args)
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)

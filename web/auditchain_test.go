@@ -63,8 +63,8 @@ func TestAuditChainAcrossMembers(t *testing.T) {
 		}
 		return strings.Join(ids, ",")
 	}
-	if last(alpha) != last(beta) {
-		t.Fatal("members list different events")
+	if a, b := last(alpha), last(beta); a != b {
+		t.Fatalf("members list different events up to raft index %d:\nalpha %s\nbeta  %s", index, a, b)
 	}
 	var ans chainAnswer
 	if status := beta.JSON(t, beta.AdminToken(t), http.MethodGet, "/api/v1/events/chain", nil, &ans); status != http.StatusOK || !ans.Intact {

@@ -90,9 +90,13 @@ func TestBrowserResetClusterKeepsTwo(t *testing.T) {
 	}
 	opID := loc[strings.LastIndex(loc, "/")+1:]
 
-	// The new primary records the operation once the cluster can write.
+	// alpha, which ran the reset, answers for it until the new cluster
+	// can write it; the record then reaches beta, the new primary, first.
 	waitState(t, beta, "Online")
 	waitState(t, alpha, "ReplicaWithQuorum")
+	if op := waitOperation(t, alpha, tok, opID); op.State != "Succeeded" {
+		t.Fatalf("reset operation on alpha: %+v", op)
+	}
 	btok := beta.AdminToken(t)
 	op := waitOperation(t, beta, btok, opID)
 	if op.State != "Succeeded" || op.Kind != "Reset" || len(op.Steps) != 4 {

@@ -648,13 +648,38 @@ func copyIn(ctx context.Context, tx pgx.Tx, r io.Reader) (snapshotHeader, error)
 			return hdr, fmt.Errorf("restore: rebuild index: %w", err)
 		}
 	}
-	// Statistics for the planner now, not when autovacuum comes round: a
-	// replica just filled with a million rows otherwise plans its queries
-	// for empty tables.
-	if _, err := tx.Exec(ctx, "analyze "+joinTables(replicatedTables)); err != nil {
-		return hdr, fmt.Errorf("restore: analyze: %w", err)
+	if err := analyzeFilled(ctx, tx, replicatedTables); err != nil {
+		return hdr, fmt.Errorf("restore: %w", err)
 	}
 	return hdr, nil
+}
+
+// analyzeFilled gives the planner statistics for the tables that hold 10
+// pages or more now, not when autovacuum comes round: a replica just filled
+// with a million rows otherwise plans its queries for empty tables. A
+// smaller table is left unanalysed, as a new one is, and the planner then
+// assumes 10 pages. Statistics of an (almost) empty table are worse than
+// none: plans cached for it (pgx prepares every statement) seq-scan it, and
+// keep doing so while it grows, until autovacuum analyses it again. On a
+// replica enrolled before its first access request, every check-out's
+// holder lookup scanned the whole of access_requests for a minute or more.
+func analyzeFilled(ctx context.Context, tx pgx.Tx, tables []string) error {
+	rows, err := tx.Query(ctx, `select t from unnest($1::text[]) t
+		where pg_relation_size(t::regclass) >= 10 * current_setting('block_size')::bigint`, tables)
+	if err != nil {
+		return fmt.Errorf("table sizes: %w", err)
+	}
+	filled, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("table sizes: %w", err)
+	}
+	if len(filled) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "analyze "+joinTables(filled)); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
 }
 
 func joinTables(ts []string) string {

@@ -469,7 +469,7 @@ func (n *Node) Status() Status {
 // command refused by the FSM returns its *store.Rejection.
 func (n *Node) Propose(ctx context.Context, cmd Command) error {
 	if cmd.ID == "" {
-		cmd.ID = uuid.NewString()
+		cmd.ID = NewRecordID()
 	}
 	if cmd.At.IsZero() {
 		cmd.At = time.Now().UTC()

@@ -194,7 +194,7 @@ func (n *Node) startDormant() error {
 // spools the events it records. Only an isolated member uses it.
 func (n *Node) ApplyOffline(ctx context.Context, cmd Command) error {
 	if cmd.ID == "" {
-		cmd.ID = uuid.NewString()
+		cmd.ID = NewRecordID()
 	}
 	if cmd.At.IsZero() {
 		cmd.At = time.Now().UTC()

@@ -356,7 +356,7 @@ func (s *Service) Request(ctx context.Context, actor Actor, accountID, reason st
 	if err != nil {
 		return "", err
 	}
-	id := uuid.NewString()
+	id := cluster.NewRecordID()
 	return id, s.propose(ctx, actor.Username, CmdCreateRequest, CreateRequest{RequestID: id, AccountID: accountID, RequesterID: actor.UserID, Reason: reason})
 }
 

@@ -564,6 +564,28 @@ func (s *Store) RequestByID(ctx context.Context, id string) (AccessRequest, erro
 	return r, nil
 }
 
+// CheckinTerms is what a check-in must know before it is proposed: the
+// request's account, and whether its password changes at check-in.
+type CheckinTerms struct {
+	AccountID          string
+	ChangeAfterCheckin bool
+}
+
+// CheckinTerms reads them from the request alone, without RequestByID's
+// joins: a check-in proposed on the primary pays this read, and the FSM
+// checks everything else (state, holder, user) as it applies it.
+func (s *Store) CheckinTerms(ctx context.Context, requestID string) (CheckinTerms, error) {
+	if !IsUUID(requestID) {
+		return CheckinTerms{}, fmt.Errorf("access request %q: %w", requestID, ErrNotFound)
+	}
+	var c CheckinTerms
+	err := s.pool.QueryRow(ctx, `select account_id::text, change_after_checkin from access_requests where id = $1`, requestID).Scan(&c.AccountID, &c.ChangeAfterCheckin)
+	if err != nil {
+		return c, fmt.Errorf("access request %s: %w", requestID, notFound(err))
+	}
+	return c, nil
+}
+
 const requestForUpdateSQL = requestSelect + ` where r.id = $1 for update of r`
 
 // RequestForUpdate returns an access request inside the FSM's transaction,

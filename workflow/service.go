@@ -418,7 +418,7 @@ func (s *Service) Release(ctx context.Context, actor Actor, id string) (Released
 // Checkin ends a check-out; when the request's policy says so, the account
 // gets a new random password (generated and sealed here, before proposing).
 func (s *Service) Checkin(ctx context.Context, actor Actor, id string) error {
-	r, err := s.store.RequestByID(ctx, id)
+	r, err := s.store.CheckinTerms(ctx, id)
 	if err != nil {
 		return err
 	}

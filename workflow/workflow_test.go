@@ -158,6 +158,21 @@ func TestRequestOfUnknownAccount(t *testing.T) {
 	}
 }
 
+// A check-in of a request that does not exist is "not found" (the API's
+// 404), malformed ID or not, and changes nothing.
+func TestCheckinOfUnknownRequest(t *testing.T) {
+	f := newFixture(t)
+	f.policy(t, workflow.PolicyInput{Requesters: []string{"rita"}, ChangeAfterCheckin: true})
+	for _, id := range []string{"not-an-id", "6f1c9a52-3d41-4c7e-9b7a-1f2e3d4c5b6a"} {
+		if err := f.wf.Checkin(f.ctx, f.req, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("check-in of %s: %v, want not found", id, err)
+		}
+	}
+	if n, err := f.app.Store.CountRequests(f.ctx, store.RequestCheckedIn); err != nil || n != 0 {
+		t.Fatalf("%d requests checked in after refusals, want none (%v)", n, err)
+	}
+}
+
 func TestRolesAndApprovals(t *testing.T) {
 	f := newFixture(t)
 	helpdesk := actor(t, f.app, "hugo", cluster.RoleHelpdesk)

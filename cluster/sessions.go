@@ -65,13 +65,16 @@ func (b SessionBackend) TouchSession(ctx context.Context, idHash []byte, at time
 	return b.n.store.TouchSession(ctx, idHash, at)
 }
 
-// PruneSessions deletes sessions past their absolute end, on the primary.
-func (n *Node) PruneSessions(ctx context.Context) error {
+// PruneSessions deletes sessions past their absolute end, on the primary,
+// and says whether it proposed the deletion: with no such session it
+// proposes nothing, so that an idle cluster writes no raft entry every
+// sweep.
+func (n *Node) PruneSessions(ctx context.Context) (proposed bool, err error) {
 	if !n.IsLeader() {
-		return nil
+		return false, nil
 	}
 	if expired, err := n.store.HasSessionsExpiredBefore(ctx, time.Now()); err != nil || !expired {
-		return err
+		return false, err
 	}
-	return n.Propose(ctx, Command{Type: CmdPruneSessions})
+	return true, n.Propose(ctx, Command{Type: CmdPruneSessions})
 }

@@ -276,7 +276,7 @@ func (a *Appliance) sweep(st *store.Store, node *cluster.Node) {
 		if err := st.DeleteExpired(context.Background(), time.Now()); err != nil {
 			a.log.Warn("delete stale sign-ins", "err", err)
 		}
-		if err := node.PruneSessions(context.Background()); err != nil {
+		if _, err := node.PruneSessions(context.Background()); err != nil {
 			a.log.Warn("delete expired sessions", "err", err)
 		}
 		select {

@@ -80,7 +80,7 @@ func TestPruneSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := app.Node.PruneSessions(ctx); err != nil {
+	if _, err := app.Node.PruneSessions(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if expired, err := app.Store.HasSessionsExpiredBefore(ctx, time.Now()); err != nil || expired {
@@ -89,14 +89,9 @@ func TestPruneSessions(t *testing.T) {
 	if _, err := sessions.SessionByHash(ctx, live.IDHash, time.Now()); err != nil {
 		t.Fatalf("the current session is gone: %v", err)
 	}
-	before, _, err := app.Store.AppliedIndex(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Node.PruneSessions(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if after, _, _ := app.Store.AppliedIndex(ctx); after != before {
-		t.Errorf("a prune with nothing to delete wrote to the cluster (applied index %d -> %d)", before, after)
+	// The applied index is no witness here: the appliance's own startup
+	// sweep and events may commit entries meanwhile on a busy machine.
+	if proposed, err := app.Node.PruneSessions(ctx); err != nil || proposed {
+		t.Errorf("a prune with nothing to delete proposed a deletion to the cluster (%v)", err)
 	}
 }

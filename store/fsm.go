@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -493,7 +494,7 @@ func (s *Store) TruncateReplicated(ctx context.Context) error {
 		return fmt.Errorf("truncate: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "truncate "+joinTables(replicatedTables)); err != nil {
+	if _, err := tx.Exec(ctx, "truncate "+strings.Join(replicatedTables, ", ")); err != nil {
 		return fmt.Errorf("truncate: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `update fsm_state set applied_index = 0, applied_term = 0`); err != nil {
@@ -635,7 +636,7 @@ func copyIn(ctx context.Context, tx pgx.Tx, r io.Reader) (snapshotHeader, error)
 			return hdr, fmt.Errorf("restore: the snapshot has table %q, which this build does not know", t)
 		}
 	}
-	if _, err := tx.Exec(ctx, "truncate "+joinTables(replicatedTables)); err != nil {
+	if _, err := tx.Exec(ctx, "truncate "+strings.Join(replicatedTables, ", ")); err != nil {
 		return hdr, fmt.Errorf("restore: truncate: %w", err)
 	}
 	// Index builds sort in memory up to maintenance_work_mem (64 MB by
@@ -692,21 +693,10 @@ func analyzeFilled(ctx context.Context, tx pgx.Tx, tables []string) error {
 	if len(filled) == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, "analyze "+joinTables(filled)); err != nil {
+	if _, err := tx.Exec(ctx, "analyze "+strings.Join(filled, ", ")); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
 	return nil
-}
-
-func joinTables(ts []string) string {
-	out := ""
-	for i, t := range ts {
-		if i > 0 {
-			out += ", "
-		}
-		out += t
-	}
-	return out
 }
 
 const maxFrame = 16 << 20

@@ -31,9 +31,18 @@ func stateEvents(from, to string) []string {
 type eventQueue struct {
 	mu  sync.Mutex
 	cmd []Command
+	// flushing is held by the one flushEvents at work: the state watcher
+	// and Enable Offline Workflow both flush, and two flushes would write
+	// the same head twice and pop it twice.
+	flushing sync.Mutex
 }
 
+// push queues c with its ID given now, so a write retried after a timeout
+// that did commit is the same event, kept once.
 func (q *eventQueue) push(c Command) {
+	if c.ID == "" {
+		c.ID = NewRecordID()
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.cmd = append(q.cmd, c)
@@ -97,6 +106,8 @@ func (n *Node) watchState() {
 
 // flushEvents writes queued events, oldest first, while it can.
 func (n *Node) flushEvents() {
+	n.events.flushing.Lock()
+	defer n.events.flushing.Unlock()
 	for {
 		cmd, ok := n.events.peek()
 		if !ok {

@@ -407,3 +407,11 @@ func OperationStateLabel(state string) string {
 	}
 	return state
 }
+
+// selfTitle explains the badge of the appliance that served the page.
+func selfTitle(s SelfBadge) string {
+	if s.State == "" {
+		return "The page comes from " + s.Name
+	}
+	return "The page comes from " + s.Name + ", whose state is " + s.State
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"time"
 	"unicode"
@@ -15,6 +16,7 @@ import (
 
 	"conclave/handlers"
 	"conclave/static"
+	"conclave/views"
 )
 
 // NewRouter is the appliance's HTTP handler: Routes, as it is served.
@@ -28,9 +30,13 @@ func NewRouter(h *handlers.Handlers, log *slog.Logger) http.Handler {
 // tests can list the routes with chi.Walk.
 func Routes(h *handlers.Handlers, log *slog.Logger) chi.Router {
 	r := chi.NewRouter()
+	member := "" // no node when tests only list the routes
+	if h.Node != nil {
+		member = h.Node.Name()
+	}
 	// The security headers come before the cross-origin check, so that its
 	// refusals carry them too.
-	r.Use(recoverPanics(log), logRequests(log), securityHeaders, crossOriginProtection, rejectUnreadableURL)
+	r.Use(recoverPanics(log, member), logRequests(log), securityHeaders, crossOriginProtection, rejectUnreadableURL)
 
 	// No sign-in.
 	r.Get("/healthz", h.Healthz)
@@ -297,7 +303,7 @@ func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-func recoverPanics(log *slog.Logger) func(http.Handler) http.Handler {
+func recoverPanics(log *slog.Logger, member string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			defer func() {
@@ -305,11 +311,30 @@ func recoverPanics(log *slog.Logger) func(http.Handler) http.Handler {
 					if v == http.ErrAbortHandler {
 						panic(v)
 					}
-					log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
-					jsonError(w, http.StatusInternalServerError, "internal error; the appliance's log has the details")
+					log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+					internalError(w, r, member)
 				}
 			}()
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// internalError answers a request whose handler failed unexpectedly:
+// scripts get JSON, people a console page that says what to check. The
+// page is built from nothing but the member's name, since whatever failed
+// may fail again.
+func internalError(w http.ResponseWriter, r *http.Request, member string) {
+	if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/node/") {
+		jsonError(w, http.StatusInternalServerError, "internal error; the appliance's log has the details")
+		return
+	}
+	msg := "The appliance hit an internal error while answering this request, and its log has the details (look for \"handler panic\"). " +
+		"Check the cluster view and the Activity page to see whether the change was made before you try again"
+	page := views.ErrorPage{Page: views.Page{Title: "Internal error", ClusterName: "Conclave", Self: views.SelfBadge{Name: member}},
+		Status: http.StatusInternalServerError, Message: msg}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusInternalServerError)
+	views.ErrorView(page).Render(r.Context(), w)
 }

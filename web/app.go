@@ -272,11 +272,22 @@ func (a *Appliance) sweep(st *store.Store, node *cluster.Node) {
 	defer close(a.sweepDone)
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
+	// Shutdown waits for the sweeper: a prune waiting for a primary ends
+	// when it begins.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-a.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for {
-		if err := st.DeleteExpired(context.Background(), time.Now()); err != nil {
+		if err := st.DeleteExpired(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			a.log.Warn("delete stale sign-ins", "err", err)
 		}
-		if _, err := node.PruneSessions(context.Background()); err != nil {
+		if _, err := node.PruneSessions(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("delete expired sessions", "err", err)
 		}
 		select {
@@ -308,14 +319,33 @@ func (a *Appliance) Shutdown(ctx context.Context) error {
 	if a.Node != nil {
 		a.Node.StopOperations()
 	}
-	var errs []error
 	if a.server != nil {
-		if err := a.server.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stop https: %w", err))
+		// Running requests get a while to finish. One that is still running
+		// then (an upload that stalled, a write waiting for a primary that
+		// is going away) must not keep the appliance from stopping: its
+		// connection is closed, and stopping raft below ends its wait.
+		drain := drainTime(ctx)
+		dctx, cancel := context.WithTimeout(ctx, drain)
+		err := a.server.Shutdown(dctx)
+		cancel()
+		if err != nil {
+			a.log.Warn("requests still running at shutdown: closing their connections", "waited", drain, "err", err)
+			a.server.Close()
 		}
 	}
-	errs = append(errs, a.closeAll())
-	return errors.Join(errs...)
+	return a.closeAll()
+}
+
+// drainTime is how long Shutdown lets running requests finish: half of
+// what ctx leaves, at most maxDrain, so that stopping raft and the
+// database has the other half.
+func drainTime(ctx context.Context) time.Duration {
+	const maxDrain = 10 * time.Second
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return maxDrain
+	}
+	return min(maxDrain, time.Until(dl)/2)
 }
 
 func (a *Appliance) closeAll() error {

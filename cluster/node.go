@@ -245,6 +245,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// logCacheEntries is how many of the latest raft entries are kept in
+// memory: a full AppendEntries batch (MaxAppendEntries) twice over.
+const logCacheEntries = 512
+
 func (n *Node) raftDir() string { return filepath.Join(n.cfg.DataDir, "raft") }
 
 func (n *Node) raftConfig() *raft.Config {
@@ -320,7 +324,16 @@ func (n *Node) startRaft(bootstrap, wipe bool) error {
 			return fmt.Errorf("bootstrap cluster: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logStore, logStore, snaps, transport)
+	// Raft reads back every entry it just wrote, to send it to each
+	// follower and to apply it: from memory for the latest ones, rather
+	// than a Bolt transaction and a msgpack decode each (5.9 % of the
+	// process's CPU in the replication benchmark).
+	logs, err := raft.NewLogCache(logCacheEntries, logStore)
+	if err != nil {
+		inst.close()
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, logStore, snaps, transport)
 	if err != nil {
 		inst.close()
 		return fmt.Errorf("start raft: %w", err)

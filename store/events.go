@@ -78,7 +78,7 @@ func (t *Tx) eventArgs(e Event, seq int64, prev string) (args []any, hash string
 		details = []byte("{}")
 	}
 	e.At, e.RaftIndex = eventTime(e.At), t.Index
-	hash = EventHash(prev, seq, e)
+	hash = eventHash(prev, seq, e, details)
 	return []any{e.ID, t.Index, e.Type, e.MemberID, e.Actor, e.At, e.OperationID, details, seq, hash}, hash, nil
 }
 

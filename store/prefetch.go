@@ -92,6 +92,13 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 			}
 		}
 	}
+	// The rows are read without row locks (for update): every writer of
+	// accounts and access requests holds the fsm_state row first (the
+	// FSM's batches, ApplyOffline) or runs while raft applies nothing
+	// (restores, truncation, the offline base), and this transaction took
+	// that row before these reads. Locking each row again wrote every
+	// account and request of the batch a second time (its tuple header, a
+	// WAL record) on every member.
 	b := &pgx.Batch{}
 	var reads []func(pgx.BatchResults) error
 	// each reads the rows of the next statement with scan.
@@ -154,7 +161,7 @@ func (t *Tx) PrefetchCheckouts(ctx context.Context, keys []CheckoutKey) error {
 		}))
 	}
 	if len(requestIDs) > 0 {
-		b.Queue(requestSelect+` where r.id = any($1::uuid[]) for update of r`, requestIDs)
+		b.Queue(requestSelect+` where r.id = any($1::uuid[])`, requestIDs)
 		reads = append(reads, each("access requests", func(r pgx.Rows) error {
 			req, err := scanRequest(r)
 			p.requests[req.ID] = fetched[AccessRequest]{v: req}

@@ -208,7 +208,8 @@ const accountSelect = `select a.id::text, a.asset_id::text, s.name, s.address, s
 	from accounts a join assets s on s.id = a.asset_id
 	left join access_requests h on h.account_id = a.id and h.state = 'Available'`
 
-// accountsByIDsSQL is accountSelect for a list of ids, locked. Its holder
+// accountsByIDsSQL is accountSelect for a list of ids, for the FSM's
+// prefetch (PrefetchCheckouts explains why without row locks). Its holder
 // is looked up per account in the one-holder index: joined as a whole
 // (accountSelect), the planner may hash every check-out's index entry,
 // live or not yet vacuumed, which under a stream of check-outs made it
@@ -218,7 +219,7 @@ const accountsByIDsSQL = `select a.id::text, a.asset_id::text, s.name, s.address
 	from accounts a join assets s on s.id = a.asset_id
 	left join lateral (select requester, expires_at from access_requests
 		where account_id = a.id and state = 'Available' limit 1) h on true
-	where a.id = any($1::uuid[]) for update of a`
+	where a.id = any($1::uuid[])`
 
 func scanAccount(row pgx.Row) (Account, error) {
 	var a Account

@@ -2,14 +2,9 @@ package cluster
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
-
-	"conclave/internal/testpg"
-	"conclave/store"
 )
 
 // Queued events are written once each, however many flushes run at once:
@@ -18,29 +13,9 @@ import (
 // and then pop past the end of the queue (a panic in the request).
 func TestQueuedEventsFlushOnceUnderConcurrentFlushes(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, testpg.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	id, _, err := LoadIdentity(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	timing := DefaultTiming()
 	timing.Heartbeat, timing.Election, timing.LeaderLease = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
-	n, err := Start(ctx, Config{
-		DataDir: dir, Identity: id, Name: "alpha", Advertise: "127.0.0.1:1", Version: "test",
-		Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Stream: NewStreamLayer(AdvertiseAddr("127.0.0.1:1")), Timing: timing,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, st := startInternalNode(t, timing)
 	defer n.Shutdown()
 	select {
 	case <-n.Ready():

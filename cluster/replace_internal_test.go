@@ -1,18 +1,12 @@
 package cluster
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
-
-	"conclave/internal/testpg"
-	"conclave/store"
 )
 
 // A raft life that would start once Shutdown began (an Unjoin, a Reset or a
@@ -20,34 +14,13 @@ import (
 // closed the instance it found, and a new one would hold the raft log's
 // file lock for ever, so the next start of the appliance would hang.
 func TestNoRaftLifeStartsAfterShutdown(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, testpg.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	id, _, err := LoadIdentity(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := Start(ctx, Config{
-		DataDir: dir, Identity: id, Name: "alpha", Advertise: "127.0.0.1:1", Version: "test",
-		Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Stream: NewStreamLayer(AdvertiseAddr("127.0.0.1:1")), Timing: DefaultTiming(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, _ := startInternalNode(t, DefaultTiming())
 	if err := n.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 
 	ran := false
-	err = n.restartRaftWith(func() error { ran = true; return nil }, true, false)
+	err := n.restartRaftWith(func() error { ran = true; return nil }, true, false)
 	if err == nil || ran {
 		t.Fatalf("a raft restart after Shutdown: err %v, between ran %v; want it refused before anything", err, ran)
 	}
